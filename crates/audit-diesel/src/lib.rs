@@ -1,0 +1,1 @@
+//! Diesel integration of the audit toolkit. Not built yet: see the diesel issue.

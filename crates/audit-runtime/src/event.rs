@@ -1,0 +1,391 @@
+//! The audit event model (Contract 1 of DESIGN.md): who did what to which resource, when,
+//! from where, and whether it worked.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+/// What kind of principal performed an action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorType {
+    /// A human user.
+    User,
+    /// Another service or an API client acting on its own behalf.
+    Service,
+    /// The system itself (scheduled jobs, migrations, retention).
+    System,
+}
+
+/// How the actor authenticated for the request that performed the action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// Username and password.
+    Password,
+    /// Single sign-on (SAML, OIDC).
+    Sso,
+    /// A long-lived API key.
+    ApiKey,
+    /// Multi-factor authentication.
+    Mfa,
+    /// An existing session cookie.
+    Session,
+    /// A bearer token (JWT, OAuth access token).
+    Token,
+    /// No authentication (anonymous requests, internal jobs).
+    None,
+}
+
+/// A reference to a principal, used for the impersonator of an [`Actor`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorRef {
+    /// Kind of principal.
+    #[serde(rename = "type")]
+    pub kind: ActorType,
+    /// Stable identifier of the principal.
+    pub id: String,
+}
+
+/// Who performed the action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// Kind of principal.
+    #[serde(rename = "type")]
+    pub kind: ActorType,
+    /// Stable identifier (`usr_123`), never an e-mail address that may change.
+    pub id: String,
+    /// How the actor authenticated.
+    pub auth: AuthMethod,
+    /// Display name, for humans reading the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The real principal when an administrator acts as somebody else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impersonator: Option<ActorRef>,
+}
+
+impl Actor {
+    /// A human user authenticated by `auth`.
+    pub fn user(id: impl Into<String>, auth: AuthMethod) -> Self {
+        Self::new(ActorType::User, id, auth)
+    }
+
+    /// A service principal authenticated by `auth`.
+    pub fn service(id: impl Into<String>, auth: AuthMethod) -> Self {
+        Self::new(ActorType::Service, id, auth)
+    }
+
+    /// The system itself; `id` names the component (`retention`, `migrations`).
+    pub fn system(id: impl Into<String>) -> Self {
+        Self::new(ActorType::System, id, AuthMethod::None)
+    }
+
+    /// An actor of any kind.
+    pub fn new(kind: ActorType, id: impl Into<String>, auth: AuthMethod) -> Self {
+        Actor { kind, id: id.into(), auth, name: None, impersonator: None }
+    }
+
+    /// Sets the display name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Records that `impersonator` is acting as this actor.
+    pub fn impersonated_by(mut self, kind: ActorType, id: impl Into<String>) -> Self {
+        self.impersonator = Some(ActorRef { kind, id: id.into() });
+        self
+    }
+
+    /// The actor recorded when neither the event nor the ambient scope names one.
+    pub(crate) fn unknown() -> Self {
+        Actor::system("unknown")
+    }
+}
+
+/// The category of an action, fixed per action in the vocabulary (`audit.toml`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// Logins, logouts, MFA, password changes.
+    Authentication,
+    /// Permission checks, role grants and revocations.
+    Authorization,
+    /// Reads of sensitive data.
+    DataAccess,
+    /// Creates, updates and deletes.
+    Mutation,
+    /// Administrative operations (configuration, impersonation, exports).
+    Admin,
+}
+
+impl Category {
+    /// Every category, in documentation order.
+    pub const ALL: [Category; 5] = [
+        Category::Authentication,
+        Category::Authorization,
+        Category::DataAccess,
+        Category::Mutation,
+        Category::Admin,
+    ];
+
+    /// The name used in records and in `audit.toml`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Category::Authentication => "authentication",
+            Category::Authorization => "authorization",
+            Category::DataAccess => "data_access",
+            Category::Mutation => "mutation",
+            Category::Admin => "admin",
+        }
+    }
+
+    /// Parses the name used in records and in `audit.toml`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Category::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The object acted upon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    /// Kind of resource (`customer`, `invoice`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Identifier of the resource.
+    pub id: String,
+}
+
+impl Resource {
+    /// A resource of `kind` identified by `id`.
+    pub fn new(kind: impl Into<String>, id: impl fmt::Display) -> Self {
+        Resource { kind: kind.into(), id: id.to_string() }
+    }
+}
+
+/// Whether the action worked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Outcome {
+    /// The action completed.
+    Success,
+    /// The action failed or was refused.
+    Failure {
+        /// Why, in words safe to show an auditor (no secrets).
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// A failure with `reason`.
+    pub fn failure(reason: impl Into<String>) -> Self {
+        Outcome::Failure { reason: reason.into() }
+    }
+
+    /// True for [`Outcome::Success`].
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Success)
+    }
+}
+
+/// Where the request came from. Every member is optional; an empty context is omitted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Context {
+    /// Client IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Client user agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Request id, as in the application's access logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Session id (or a hash of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Distributed trace id, linking the event to application logs and traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// Further key/values, serialized after the standard members in key order.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, String>,
+}
+
+impl Context {
+    /// True when no member is set.
+    pub fn is_empty(&self) -> bool {
+        self.ip.is_none()
+            && self.user_agent.is_none()
+            && self.request_id.is_none()
+            && self.session_id.is_none()
+            && self.trace_id.is_none()
+            && self.extra.is_empty()
+    }
+
+    /// Sets a member by name: the standard names fill their fields, others go to `extra`.
+    pub fn set(&mut self, key: &str, value: impl Into<String>) {
+        let value = value.into();
+        match key {
+            "ip" => self.ip = Some(value),
+            "user_agent" => self.user_agent = Some(value),
+            "request_id" => self.request_id = Some(value),
+            "session_id" => self.session_id = Some(value),
+            "trace_id" => self.trace_id = Some(value),
+            _ => {
+                self.extra.insert(key.to_owned(), value);
+            }
+        }
+    }
+
+    /// Fills every member unset here from `other` (explicit values win over ambient ones).
+    pub fn fill_from(&mut self, other: &Context) {
+        fn fill(slot: &mut Option<String>, from: &Option<String>) {
+            if slot.is_none() {
+                slot.clone_from(from);
+            }
+        }
+        fill(&mut self.ip, &other.ip);
+        fill(&mut self.user_agent, &other.user_agent);
+        fill(&mut self.request_id, &other.request_id);
+        fill(&mut self.session_id, &other.session_id);
+        fill(&mut self.trace_id, &other.trace_id);
+        for (k, v) in &other.extra {
+            self.extra.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+}
+
+/// The state of a resource before and after a mutation. Sensitive fields are redacted at
+/// capture (see [`REDACTED`]), so they never reach the log.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Changes {
+    /// State before the change (absent for creates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    /// State after the change (absent for deletes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
+}
+
+/// The value written in place of a redacted field.
+pub const REDACTED: &str = "[redacted]";
+
+/// One audit event as the application describes it, before the writer gives it an id, a
+/// chain position and a hash. Build one with [`AuditEvent::new`] and send it with
+/// [`AuditEvent::emit`](crate::AuditEvent::emit).
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    pub(crate) timestamp: Timestamp,
+    pub(crate) action: Cow<'static, str>,
+    pub(crate) category: Category,
+    pub(crate) actor: Option<Actor>,
+    pub(crate) resource: Option<Resource>,
+    pub(crate) outcome: Outcome,
+    pub(crate) context: Context,
+    pub(crate) tenant: Option<String>,
+    pub(crate) changes: Option<Changes>,
+}
+
+impl AuditEvent {
+    /// A successful `action` of `category`, timestamped now. Actor, tenant and context not set
+    /// here are taken from the ambient [`AuditScope`](crate::AuditScope) when emitted.
+    pub fn new(action: impl Into<Cow<'static, str>>, category: Category) -> Self {
+        AuditEvent {
+            timestamp: Timestamp::now(),
+            action: action.into(),
+            category,
+            actor: None,
+            resource: None,
+            outcome: Outcome::Success,
+            context: Context::default(),
+            tenant: None,
+            changes: None,
+        }
+    }
+
+    /// Sets the actor, overriding the ambient one.
+    pub fn actor(mut self, actor: Actor) -> Self {
+        self.actor = Some(actor);
+        self
+    }
+
+    /// Sets the resource acted upon.
+    pub fn resource(mut self, kind: impl Into<String>, id: impl fmt::Display) -> Self {
+        self.resource = Some(Resource::new(kind, id));
+        self
+    }
+
+    /// Sets the outcome.
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    /// Marks the event as failed with `reason`.
+    pub fn failure(self, reason: impl Into<String>) -> Self {
+        self.outcome(Outcome::failure(reason))
+    }
+
+    /// Sets the tenant (and so the chain), overriding the ambient one.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// Sets one context member (`ip`, `user_agent`, `request_id`, `session_id`, `trace_id`, or
+    /// a free key), overriding the ambient value.
+    pub fn context(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.context.set(key, value);
+        self
+    }
+
+    /// Sets a context member from bytes of unknown encoding (a raw header, say): invalid
+    /// UTF-8 is replaced by U+FFFD rather than rejected, so the event is never lost.
+    pub fn context_bytes(self, key: &str, value: &[u8]) -> Self {
+        let value = String::from_utf8_lossy(value).into_owned();
+        self.context(key, value)
+    }
+
+    /// Records the state before and after a mutation.
+    pub fn changes(mut self, before: Option<serde_json::Value>, after: Option<serde_json::Value>) -> Self {
+        self.changes = Some(Changes { before, after });
+        self
+    }
+
+    /// Overrides the timestamp (imports of historical events, tests).
+    pub fn at(mut self, timestamp: Timestamp) -> Self {
+        self.timestamp = timestamp;
+        self
+    }
+
+    /// The action name.
+    pub fn action_name(&self) -> &str {
+        &self.action
+    }
+
+    /// The category.
+    pub fn category_of(&self) -> Category {
+        self.category
+    }
+
+    /// The outcome.
+    pub fn outcome_of(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    /// The timestamp.
+    pub fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+}

@@ -1,0 +1,425 @@
+//! The embedded default store: append-only JSONL segments per chain, seals kept apart.
+//!
+//! ```text
+//! DIR/.lock                                  held by the one writing process
+//! DIR/chains/<chain>/<first seq, 20 digits>.jsonl   segments; all but the newest read-only
+//! DIR/seals/<chain>.jsonl                    checkpoints (chain, seq, hash, time)
+//! DIR/torn/<chain>-<seq>-<micros>.torn       torn last lines found after a crash, kept aside
+//! ```
+//! Chain keys that are not plain file names (`[A-Za-z0-9_-]`, `.` after the first byte) are
+//! percent-encoded.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::StoreError;
+use crate::record::LineView;
+use crate::store::{ChainHead, Seal, Store};
+use crate::time::Timestamp;
+
+/// Settings of a [`FileStore`].
+#[derive(Clone, Debug)]
+pub struct FileStoreOptions {
+    /// Start a new segment once the current one would grow past this many bytes.
+    pub max_segment_bytes: u64,
+    /// Start a new segment once the current one has been open this long.
+    pub max_segment_age: Duration,
+    /// Where seals go (default `DIR/seals`). Point it at another disk or mount to make
+    /// truncation of events and seals together harder.
+    pub seals_dir: Option<PathBuf>,
+}
+
+impl Default for FileStoreOptions {
+    fn default() -> Self {
+        FileStoreOptions {
+            max_segment_bytes: 64 << 20,
+            max_segment_age: Duration::from_secs(24 * 3600),
+            seals_dir: None,
+        }
+    }
+}
+
+struct Active {
+    path: PathBuf,
+    file: File,
+    len: u64,
+    opened: Instant,
+    last: Option<ChainHead>,
+    dirty: bool,
+}
+
+/// Chained JSONL files in a directory: the embedded default store.
+pub struct FileStore {
+    dir: PathBuf,
+    seals_dir: PathBuf,
+    opts: FileStoreOptions,
+    active: HashMap<String, Active>,
+    _lock: File,
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl FileStore {
+    /// Opens (creating if needed) a store in `dir` with default options.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::with_options(dir, FileStoreOptions::default())
+    }
+
+    /// Opens (creating if needed) a store in `dir`. Fails if another process has it open.
+    pub fn with_options(dir: impl AsRef<Path>, opts: FileStoreOptions) -> Result<Self, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        let seals_dir = opts.seals_dir.clone().unwrap_or_else(|| dir.join("seals"));
+        for d in [dir.join("chains"), seals_dir.clone()] {
+            fs::create_dir_all(&d).map_err(StoreError::io(&d))?;
+        }
+        let lock_path = dir.join(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(StoreError::io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path: lock_path }),
+            Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path)(e)),
+        }
+        Ok(FileStore { dir, seals_dir, opts, active: HashMap::new(), _lock: lock })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn open_chain(&mut self, chain: &str) -> Result<Option<ChainHead>, StoreError> {
+        let chain_dir = self.dir.join("chains").join(encode_chain(chain));
+        let segments = segments(&chain_dir)?;
+        let Some(newest) = segments.last().cloned() else { return Ok(None) };
+        self.repair_tail(chain, &newest)?;
+        let seal_path = self.seals_dir.join(format!("{}.jsonl", encode_chain(chain)));
+        if seal_path.exists() {
+            self.repair_tail(chain, &seal_path)?;
+        }
+        let mut head = None;
+        for segment in segments.iter().rev() {
+            if let Some((line_no, line)) = last_line(segment)? {
+                let view = LineView::parse(&line).map_err(|m| StoreError::Corrupt {
+                    path: segment.clone(),
+                    line: line_no,
+                    message: m.0,
+                })?;
+                if view.chain != chain {
+                    return Err(StoreError::Corrupt {
+                        path: segment.clone(),
+                        line: line_no,
+                        message: format!("record of chain `{}` in the directory of chain `{chain}`", view.chain),
+                    });
+                }
+                let timestamp = Timestamp::parse(view.timestamp).map_err(StoreError::Config)?;
+                head = Some(ChainHead { chain: chain.to_owned(), seq: view.seq, hash: view.hash, timestamp });
+                break;
+            }
+        }
+        let file = OpenOptions::new().append(true).open(&newest).map_err(StoreError::io(&newest))?;
+        let len = file.metadata().map_err(StoreError::io(&newest))?.len();
+        self.active.insert(
+            chain.to_owned(),
+            Active { path: newest, file, len, opened: Instant::now(), last: head.clone(), dirty: false },
+        );
+        Ok(head)
+    }
+
+    /// Moves bytes after the last newline (a line torn by a crash mid-write) into `torn/`.
+    fn repair_tail(&self, chain: &str, path: &Path) -> Result<(), StoreError> {
+        let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(StoreError::io(path))?;
+        let len = file.metadata().map_err(StoreError::io(path))?.len();
+        let keep = complete_prefix_len(&mut file, len).map_err(StoreError::io(path))?;
+        if keep == len {
+            return Ok(());
+        }
+        let mut torn = Vec::new();
+        file.seek(SeekFrom::Start(keep)).map_err(StoreError::io(path))?;
+        file.read_to_end(&mut torn).map_err(StoreError::io(path))?;
+        let torn_dir = self.dir.join("torn");
+        fs::create_dir_all(&torn_dir).map_err(StoreError::io(&torn_dir))?;
+        let name = format!(
+            "{}-{}-{}.torn",
+            encode_chain(chain),
+            path.file_stem().and_then(|s| s.to_str()).unwrap_or("file"),
+            Timestamp::now().unix_micros()
+        );
+        let torn_path = torn_dir.join(name);
+        let mut out = File::create(&torn_path).map_err(StoreError::io(&torn_path))?;
+        out.write_all(&torn).and_then(|()| out.sync_all()).map_err(StoreError::io(&torn_path))?;
+        sync_dir(&torn_dir)?;
+        file.set_len(keep).and_then(|()| file.sync_all()).map_err(StoreError::io(path))?;
+        tracing::warn!(
+            target: "audit::store",
+            file = %path.display(),
+            bytes = torn.len(),
+            kept_at = %torn_path.display(),
+            "repaired a torn last line left by a crash; the incomplete bytes were kept aside"
+        );
+        Ok(())
+    }
+
+    fn start_segment(&mut self, chain: &str, first_seq: u64, last: Option<ChainHead>) -> Result<(), StoreError> {
+        let chain_dir = self.dir.join("chains").join(encode_chain(chain));
+        let fresh = !chain_dir.exists();
+        fs::create_dir_all(&chain_dir).map_err(StoreError::io(&chain_dir))?;
+        let path = chain_dir.join(format!("{first_seq:020}.jsonl"));
+        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(StoreError::io(&path))?;
+        let len = file.metadata().map_err(StoreError::io(&path))?.len();
+        sync_dir(&chain_dir)?;
+        if fresh {
+            sync_dir(&self.dir.join("chains"))?;
+        }
+        self.active.insert(chain.to_owned(), Active { path, file, len, opened: Instant::now(), last, dirty: false });
+        Ok(())
+    }
+
+    fn rotate(&mut self, chain: &str, first_seq: u64) -> Result<(), StoreError> {
+        let old = self.active.remove(chain).expect("rotating an open chain");
+        old.file.sync_data().map_err(StoreError::io(&old.path))?;
+        if let Some(head) = &old.last {
+            self.seal(&[Seal {
+                chain: chain.to_owned(),
+                seq: head.seq,
+                hash: head.hash,
+                sealed_at: Timestamp::now(),
+            }])?;
+        }
+        let mut perms = fs::metadata(&old.path).map_err(StoreError::io(&old.path))?.permissions();
+        perms.set_readonly(true);
+        fs::set_permissions(&old.path, perms).map_err(StoreError::io(&old.path))?;
+        self.start_segment(chain, first_seq, old.last)
+    }
+}
+
+impl Store for FileStore {
+    fn heads(&mut self) -> Result<Vec<ChainHead>, StoreError> {
+        let chains_dir = self.dir.join("chains");
+        let mut heads = Vec::new();
+        for chain in chain_names(&chains_dir)? {
+            if let Some(head) = self.open_chain(&chain)? {
+                heads.push(head);
+            }
+        }
+        Ok(heads)
+    }
+
+    fn append(&mut self, first_seq: u64, lines: &[u8], head: &ChainHead) -> Result<(), StoreError> {
+        let chain = head.chain.as_str();
+        match self.active.get(chain) {
+            None => self.start_segment(chain, first_seq, None)?,
+            Some(a) => {
+                let full = a.len + lines.len() as u64 > self.opts.max_segment_bytes;
+                if a.len > 0 && (full || a.opened.elapsed() >= self.opts.max_segment_age) {
+                    self.rotate(chain, first_seq)?;
+                }
+            }
+        }
+        let active = self.active.get_mut(chain).expect("segment open");
+        if let Err(e) = active.file.write_all(lines) {
+            // Leave no partial line: the writer retries these same bytes.
+            let _ = active.file.set_len(active.len);
+            return Err(StoreError::io(&active.path)(e));
+        }
+        active.len += lines.len() as u64;
+        active.dirty = true;
+        active.last = Some(head.clone());
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        for active in self.active.values_mut().filter(|a| a.dirty) {
+            active.file.sync_data().map_err(StoreError::io(&active.path))?;
+            active.dirty = false;
+        }
+        Ok(())
+    }
+
+    fn seal(&mut self, seals: &[Seal]) -> Result<(), StoreError> {
+        for seal in seals {
+            let path = self.seals_dir.join(format!("{}.jsonl", encode_chain(&seal.chain)));
+            let mut line = serde_json::to_vec(seal).expect("seals serialize");
+            line.push(b'\n');
+            let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(StoreError::io(&path))?;
+            file.write_all(&line).and_then(|()| file.sync_data()).map_err(StoreError::io(&path))?;
+        }
+        Ok(())
+    }
+}
+
+/// Length of the part of a file that ends in a newline (0 if it has none).
+fn complete_prefix_len(file: &mut File, len: u64) -> std::io::Result<u64> {
+    let mut end = len;
+    let mut buf = vec![0u8; 64 << 10];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// The last complete line of a file (without newline) and its 1-based number.
+fn last_line(path: &Path) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+    let data = fs::read(path).map_err(StoreError::io(path))?;
+    let body = data.strip_suffix(b"\n").unwrap_or(&data);
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line_no = body.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+    Ok(Some((line_no, body[start..].to_vec())))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::io(dir))
+}
+
+/// The chain keys stored under `DIR/chains`, sorted.
+pub fn chain_names(chains_dir: &Path) -> Result<Vec<String>, StoreError> {
+    let mut names = Vec::new();
+    let entries = match fs::read_dir(chains_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(names),
+        Err(e) => return Err(StoreError::io(chains_dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(StoreError::io(chains_dir))?;
+        if entry.file_type().map_err(StoreError::io(entry.path()))?.is_dir() {
+            let name = entry.file_name();
+            let name = name.to_str().and_then(decode_chain).ok_or_else(|| StoreError::Corrupt {
+                path: entry.path(),
+                line: 0,
+                message: "directory name is not an encoded chain key".into(),
+            })?;
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The segment files of one chain directory, oldest first.
+pub fn segments(chain_dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let mut files = Vec::new();
+    let entries = match fs::read_dir(chain_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+        Err(e) => return Err(StoreError::io(chain_dir)(e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(StoreError::io(chain_dir))?.path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Where a store directory keeps what: used by verify and export to read a store.
+#[derive(Clone, Debug)]
+pub struct StoreFiles {
+    /// Per chain key, its segments oldest first.
+    pub chains: Vec<(String, Vec<PathBuf>)>,
+    /// Seal files.
+    pub seals: Vec<PathBuf>,
+    /// Torn fragments kept aside after crashes.
+    pub torn: Vec<PathBuf>,
+}
+
+/// True if `dir` has the layout of a file store.
+pub fn is_store_dir(dir: &Path) -> bool {
+    dir.join("chains").is_dir()
+}
+
+/// Lists the files of the store in `dir`.
+pub fn store_files(dir: &Path) -> Result<StoreFiles, StoreError> {
+    let chains_dir = dir.join("chains");
+    let mut chains = Vec::new();
+    for name in chain_names(&chains_dir)? {
+        let files = segments(&chains_dir.join(encode_chain(&name)))?;
+        chains.push((name, files));
+    }
+    let list = |sub: &str, ext: &str| -> Result<Vec<PathBuf>, StoreError> {
+        let d = dir.join(sub);
+        let mut out = Vec::new();
+        if let Ok(entries) = fs::read_dir(&d) {
+            for e in entries {
+                let p = e.map_err(StoreError::io(&d))?.path();
+                if p.extension().is_some_and(|x| x == ext) {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    };
+    Ok(StoreFiles { chains, seals: list("seals", "jsonl")?, torn: list("torn", "torn")? })
+}
+
+/// Encodes a chain key as a directory name.
+pub fn encode_chain(chain: &str) -> String {
+    let plain = |(i, b): (usize, u8)| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0);
+    if !chain.is_empty() && chain.len() <= 100 && chain.bytes().enumerate().all(plain) {
+        return chain.to_owned();
+    }
+    let mut out = String::with_capacity(chain.len() * 3);
+    for (i, b) in chain.bytes().enumerate() {
+        if plain((i, b)) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Decodes a directory name made by [`encode_chain`].
+pub fn decode_chain(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = name.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_names_round_trip() {
+        for key in ["acme", "default", "a.b-c_d", ".hidden", "tenant/one", "ünï", "%", "x y"] {
+            let enc = encode_chain(key);
+            assert!(!enc.contains('/') && !enc.starts_with('.'), "{enc}");
+            assert_eq!(decode_chain(&enc).as_deref(), Some(key));
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Where chained records go. The writer thread owns a [`Store`] and gives it whole lines,
+//! already chained; a store only has to keep the bytes, make them durable and keep seals.
+
+pub mod file;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::record::ChainHash;
+use crate::time::Timestamp;
+
+/// The newest record of a chain: what the next record links to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainHead {
+    /// The chain key.
+    pub chain: String,
+    /// `seq` of the newest record (0 for an empty chain).
+    pub seq: u64,
+    /// `hash` of the newest record ([`ChainHash::GENESIS`] for an empty chain).
+    pub hash: ChainHash,
+    /// `timestamp` of the newest record; later records never go back in time.
+    pub timestamp: Timestamp,
+}
+
+/// A checkpoint of a chain kept apart from its events, so that deleting the newest events
+/// (truncation) is detected, not only edits in the middle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seal {
+    /// The chain key.
+    pub chain: String,
+    /// `seq` of the sealed record.
+    pub seq: u64,
+    /// `hash` of the sealed record.
+    pub hash: ChainHash,
+    /// When the seal was written.
+    pub sealed_at: Timestamp,
+}
+
+/// A chained-record store, driven by one writer thread.
+///
+/// The writer calls [`append`](Store::append) with complete lines (each ending in `\n`), then
+/// [`sync`](Store::sync) at each group commit, then [`seal`](Store::seal) now and then. If
+/// `append` fails, the store must leave no partial line behind, because the writer retries
+/// the same bytes.
+pub trait Store: Send + 'static {
+    /// The heads of every chain already stored, read once when the writer starts (after any
+    /// repair of a torn last line).
+    fn heads(&mut self) -> Result<Vec<ChainHead>, StoreError>;
+
+    /// Appends lines of one chain: records `first_seq..=head.seq`, `head` being the newest.
+    fn append(&mut self, first_seq: u64, lines: &[u8], head: &ChainHead) -> Result<(), StoreError>;
+
+    /// Makes everything appended so far durable (survives power loss, not only `kill -9`).
+    fn sync(&mut self) -> Result<(), StoreError>;
+
+    /// Records seals of these heads, durably; called only after `sync` covered them.
+    fn seal(&mut self, heads: &[Seal]) -> Result<(), StoreError>;
+}

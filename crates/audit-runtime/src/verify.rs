@@ -1,0 +1,480 @@
+//! Verification of chained records (Contract 2): every hash, every link, every `seq`, and
+//! the seals, from the exact bytes on disk. Streaming, constant memory per chain.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::StoreError;
+use crate::record::{ChainHash, LineView, Record};
+use crate::store::Seal;
+use crate::store::file::{is_store_dir, store_files};
+
+/// What kind of damage verification found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DamageKind {
+    /// A line is not a record of schema version 1 (cut short, not JSON, members out of order).
+    Malformed,
+    /// A record's bytes no longer match its hash.
+    Edited,
+    /// One or more records are gone from the middle or the start of the chain.
+    Missing,
+    /// Records are out of order.
+    Reordered,
+    /// A record has a valid hash of its own but does not belong where it stands: inserted,
+    /// duplicated, or rewritten together with its successors (detected by links or seals).
+    Forged,
+    /// The newest records are gone: the chain ends before a seal says it reached.
+    Truncated,
+}
+
+impl fmt::Display for DamageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DamageKind::Malformed => "malformed",
+            DamageKind::Edited => "edited",
+            DamageKind::Missing => "missing",
+            DamageKind::Reordered => "reordered",
+            DamageKind::Forged => "forged",
+            DamageKind::Truncated => "truncated",
+        })
+    }
+}
+
+/// Where a line is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line number (0 when the damage is about the end of a chain).
+    pub line: u64,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.path.display(), self.line)
+    }
+}
+
+/// The first problem found in a chain (or in a line that belongs to no chain).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Damage {
+    /// What is wrong.
+    pub kind: DamageKind,
+    /// The chain, when the line names one.
+    pub chain: Option<String>,
+    /// The first bad `seq`, when known.
+    pub seq: Option<u64>,
+    /// Where it was found.
+    pub location: Location,
+    /// Details for a human.
+    pub detail: String,
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(chain) = &self.chain {
+            write!(f, " in chain `{chain}`")?;
+        }
+        if let Some(seq) = self.seq {
+            write!(f, " at seq {seq}")?;
+        }
+        write!(f, " ({}): {}", self.location, self.detail)
+    }
+}
+
+/// The verified state of one chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    /// The chain key.
+    pub chain: String,
+    /// How many records were checked.
+    pub count: u64,
+    /// `seq` of the first record seen (1 unless this is a segment starting mid-chain).
+    pub first_seq: u64,
+    /// `prev_hash` of the first record: where this segment attaches.
+    pub start_prev_hash: ChainHash,
+    /// `seq` of the last good record.
+    pub last_seq: u64,
+    /// `hash` of the last good record: the head, to compare with seals.
+    pub head: ChainHash,
+    /// Highest sealed `seq` that was checked against the chain.
+    pub sealed_through: Option<u64>,
+    /// The first damage, if any.
+    pub damage: Option<Damage>,
+}
+
+/// What verification found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VerifyReport {
+    /// Every chain seen, in key order.
+    pub chains: Vec<ChainReport>,
+    /// Lines that could not be attributed to a chain.
+    pub malformed: Vec<Damage>,
+    /// Torn fragments a crash left, kept aside by the store (informational).
+    pub torn_fragments: Vec<PathBuf>,
+    /// Lines read.
+    pub lines: u64,
+}
+
+impl VerifyReport {
+    /// True when nothing is damaged.
+    pub fn is_ok(&self) -> bool {
+        self.malformed.is_empty() && self.chains.iter().all(|c| c.damage.is_none())
+    }
+
+    /// Every damage found: unattributed lines first, then per chain.
+    pub fn damages(&self) -> impl Iterator<Item = &Damage> {
+        self.malformed.iter().chain(self.chains.iter().filter_map(|c| c.damage.as_ref()))
+    }
+}
+
+/// Settings of a verification.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyOptions {
+    /// Extra seal files to check the chains against (the store's own are always used).
+    pub seals: Vec<PathBuf>,
+    /// Also parse every record fully (schema check), not only its chain members.
+    pub strict: bool,
+    /// Require every chain to start at seq 1, even in files that are not a store directory.
+    pub require_genesis: bool,
+}
+
+/// An input file and whether chains in it must start from seq 1.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// The file.
+    pub path: PathBuf,
+    /// True for store segments (a store keeps whole chains), false for exports.
+    pub from_genesis: bool,
+}
+
+/// The files behind a list of paths: a store directory's segments (chain by chain, oldest
+/// first), any other directory's `*.jsonl` files (sorted), or the files themselves.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    /// Record files, in reading order.
+    pub sources: Vec<Source>,
+    /// Seal files.
+    pub seals: Vec<PathBuf>,
+    /// Torn fragments.
+    pub torn: Vec<PathBuf>,
+}
+
+impl Inputs {
+    /// Collects the inputs behind `paths`.
+    pub fn collect<P: AsRef<Path>>(paths: &[P]) -> Result<Inputs, StoreError> {
+        let mut inputs = Inputs::default();
+        for path in paths {
+            let path = path.as_ref();
+            if is_store_dir(path) {
+                let files = store_files(path)?;
+                for (_, segments) in files.chains {
+                    inputs.sources.extend(segments.into_iter().map(|path| Source { path, from_genesis: true }));
+                }
+                inputs.seals.extend(files.seals);
+                inputs.torn.extend(files.torn);
+            } else if path.is_dir() {
+                let mut found = Vec::new();
+                walk(path, &mut found)?;
+                found.sort();
+                inputs.sources.extend(found.into_iter().map(|path| Source { path, from_genesis: false }));
+            } else {
+                std::fs::metadata(path).map_err(StoreError::io(path))?;
+                inputs.sources.push(Source { path: path.to_path_buf(), from_genesis: false });
+            }
+        }
+        Ok(inputs)
+    }
+
+    /// Total size of the record files, for progress reporting.
+    pub fn total_bytes(&self) -> u64 {
+        self.sources.iter().filter_map(|s| std::fs::metadata(&s.path).ok()).map(|m| m.len()).sum()
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), StoreError> {
+    for entry in std::fs::read_dir(dir).map_err(StoreError::io(dir))? {
+        let path = entry.map_err(StoreError::io(dir))?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "jsonl") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Reads `path` line by line into `each(line_without_newline, line_number, had_newline)`.
+pub(crate) fn for_each_line(
+    path: &Path,
+    mut each: impl FnMut(&[u8], u64, bool) -> Result<(), StoreError>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), StoreError> {
+    let file = File::open(path).map_err(StoreError::io(path))?;
+    let mut reader = BufReader::with_capacity(256 << 10, file);
+    let mut line = Vec::with_capacity(4096);
+    let mut number = 0;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(StoreError::io(path))?;
+        if n == 0 {
+            return Ok(());
+        }
+        number += 1;
+        progress(n as u64);
+        let had_newline = line.last() == Some(&b'\n');
+        let body = if had_newline { &line[..line.len() - 1] } else { &line[..] };
+        each(body, number, had_newline)?;
+    }
+}
+
+struct Progress {
+    first_seq: u64,
+    start_prev_hash: ChainHash,
+    count: u64,
+    last_seq: u64,
+    head: ChainHash,
+    sealed_through: Option<u64>,
+    damage: Option<Damage>,
+}
+
+/// Streaming verifier: feed it lines in chain order, then [`finish`](Verifier::finish).
+#[derive(Default)]
+pub struct Verifier {
+    chains: HashMap<String, Progress>,
+    seals: HashMap<String, BTreeMap<u64, ChainHash>>,
+    malformed: Vec<Damage>,
+    strict: bool,
+    lines: u64,
+}
+
+impl Verifier {
+    /// A verifier; `strict` also parses every record fully.
+    pub fn new(strict: bool) -> Self {
+        Verifier { strict, ..Verifier::default() }
+    }
+
+    /// Loads seals to check chains against. Malformed seal lines are reported as damage.
+    pub fn add_seals(&mut self, path: &Path) -> Result<(), StoreError> {
+        for_each_line(
+            path,
+            |line, number, _| {
+                if line.is_empty() {
+                    return Ok(());
+                }
+                match serde_json::from_slice::<Seal>(line) {
+                    Ok(seal) => {
+                        self.seals.entry(seal.chain).or_default().insert(seal.seq, seal.hash);
+                    }
+                    Err(e) => self.malformed.push(Damage {
+                        kind: DamageKind::Malformed,
+                        chain: None,
+                        seq: None,
+                        location: Location { path: path.to_path_buf(), line: number },
+                        detail: format!("not a seal: {e}"),
+                    }),
+                }
+                Ok(())
+            },
+            &mut |_| {},
+        )
+    }
+
+    /// Checks one line (without its newline). `from_genesis` demands that a chain seen for
+    /// the first time starts at seq 1.
+    pub fn push(&mut self, line: &[u8], location: impl FnOnce() -> Location, from_genesis: bool) {
+        self.lines += 1;
+        let view = match LineView::parse(line) {
+            Ok(v) => v,
+            Err(m) => {
+                self.malformed.push(Damage {
+                    kind: DamageKind::Malformed,
+                    chain: None,
+                    seq: None,
+                    location: location(),
+                    detail: m.0,
+                });
+                return;
+            }
+        };
+        let damage = |kind, seq, detail: String, location: Location| Damage {
+            kind,
+            chain: Some(view.chain.to_string()),
+            seq: Some(seq),
+            location,
+            detail,
+        };
+        let state = match self.chains.get_mut(&*view.chain) {
+            Some(s) => s,
+            None => self.chains.entry(view.chain.to_string()).or_insert(Progress {
+                first_seq: view.seq,
+                start_prev_hash: view.prev_hash,
+                count: 0,
+                last_seq: view.seq - 1,
+                head: view.prev_hash,
+                sealed_through: None,
+                damage: None,
+            }),
+        };
+        if let Some(d) = &mut state.damage {
+            // Keep reading only to tell a reorder from a deletion.
+            if d.kind == DamageKind::Missing && d.seq == Some(view.seq) {
+                d.kind = DamageKind::Reordered;
+                d.detail = format!("record seq {} appears after later records ({})", view.seq, location());
+            }
+            return;
+        }
+        if self.strict
+            && let Err(m) = Record::parse(line)
+        {
+            state.damage = Some(damage(DamageKind::Malformed, view.seq, m.0, location()));
+            return;
+        }
+        if view.body_hash() != view.hash {
+            let seq = if state.count > 0 { state.last_seq + 1 } else { view.seq };
+            let detail = "the record's bytes do not match its hash".to_owned();
+            state.damage = Some(damage(DamageKind::Edited, seq, detail, location()));
+            return;
+        }
+        let expected = state.last_seq + 1;
+        if state.count == 0 && from_genesis && view.seq != 1 {
+            let detail = format!("the chain starts at seq {}: records 1..={} are missing", view.seq, view.seq - 1);
+            state.damage = Some(damage(DamageKind::Missing, 1, detail, location()));
+            return;
+        }
+        if view.seq > expected {
+            let detail = format!("records {expected}..={} are missing before this one", view.seq - 1);
+            state.damage = Some(damage(DamageKind::Missing, expected, detail, location()));
+            return;
+        }
+        if view.seq < expected {
+            let detail = format!("seq {} appears again after seq {}", view.seq, state.last_seq);
+            let kind = if view.hash == state.head { DamageKind::Forged } else { DamageKind::Reordered };
+            let kind = if view.seq <= state.last_seq { kind } else { DamageKind::Reordered };
+            state.damage = Some(damage(kind, view.seq, detail, location()));
+            return;
+        }
+        let genesis_ok = !(from_genesis && state.count == 0) || view.prev_hash == ChainHash::GENESIS;
+        if view.prev_hash != state.head || !genesis_ok {
+            let detail = if state.count == 0 {
+                "the first record's prev_hash is not 64 zeros".to_owned()
+            } else {
+                format!("prev_hash does not match the hash of seq {}", state.last_seq)
+            };
+            state.damage = Some(damage(DamageKind::Forged, view.seq, detail, location()));
+            return;
+        }
+        if let Some(sealed) = self.seals.get(&*view.chain).and_then(|s| s.get(&view.seq)) {
+            if *sealed != view.hash {
+                let detail = format!("hash differs from the seal of seq {} ({sealed})", view.seq);
+                state.damage = Some(damage(DamageKind::Forged, view.seq, detail, location()));
+                return;
+            }
+            state.sealed_through = Some(view.seq);
+        }
+        state.count += 1;
+        state.last_seq = view.seq;
+        state.head = view.hash;
+    }
+
+    /// Final checks (truncation against seals) and the report.
+    pub fn finish(mut self) -> VerifyReport {
+        for (chain, seals) in &self.seals {
+            if !self.chains.contains_key(chain) {
+                self.chains.insert(
+                    chain.clone(),
+                    Progress {
+                        first_seq: 1,
+                        start_prev_hash: ChainHash::GENESIS,
+                        count: 0,
+                        last_seq: 0,
+                        head: ChainHash::GENESIS,
+                        sealed_through: None,
+                        damage: None,
+                    },
+                );
+            }
+            let state = self.chains.get_mut(chain).expect("inserted");
+            if state.damage.is_some() {
+                continue;
+            }
+            if let Some((&sealed_seq, _)) = seals.iter().next_back()
+                && sealed_seq > state.last_seq
+                && state.first_seq <= sealed_seq
+            {
+                state.damage = Some(Damage {
+                    kind: DamageKind::Truncated,
+                    chain: Some(chain.clone()),
+                    seq: Some(state.last_seq + 1),
+                    location: Location { path: PathBuf::from("<end of chain>"), line: 0 },
+                    detail: format!(
+                        "the chain ends at seq {} but a seal covers seq {sealed_seq}: the newest records were deleted",
+                        state.last_seq
+                    ),
+                });
+            }
+        }
+        let mut chains: Vec<ChainReport> = self
+            .chains
+            .into_iter()
+            .map(|(chain, p)| ChainReport {
+                chain,
+                count: p.count,
+                first_seq: p.first_seq,
+                start_prev_hash: p.start_prev_hash,
+                last_seq: p.last_seq,
+                head: p.head,
+                sealed_through: p.sealed_through,
+                damage: p.damage,
+            })
+            .collect();
+        chains.sort_by(|a, b| a.chain.cmp(&b.chain));
+        VerifyReport { chains, malformed: self.malformed, torn_fragments: Vec::new(), lines: self.lines }
+    }
+}
+
+/// Verifies every record and seal behind `paths` (see [`Inputs::collect`]).
+pub fn verify_paths<P: AsRef<Path>>(paths: &[P], opts: &VerifyOptions) -> Result<VerifyReport, StoreError> {
+    let inputs = Inputs::collect(paths)?;
+    verify_inputs(&inputs, opts, &mut |_| {})
+}
+
+/// Verifies `inputs`, calling `progress` with the bytes read as it goes.
+pub fn verify_inputs(inputs: &Inputs, opts: &VerifyOptions, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport, StoreError> {
+    let mut verifier = Verifier::new(opts.strict);
+    for seals in inputs.seals.iter().chain(&opts.seals) {
+        verifier.add_seals(seals)?;
+    }
+    for source in &inputs.sources {
+        let from_genesis = source.from_genesis || opts.require_genesis;
+        for_each_line(
+            &source.path,
+            |line, number, had_newline| {
+                let location = || Location { path: source.path.clone(), line: number };
+                if !had_newline {
+                    verifier.malformed.push(Damage {
+                        kind: DamageKind::Malformed,
+                        chain: None,
+                        seq: None,
+                        location: location(),
+                        detail: "the last line has no newline: torn by a crash or cut short".into(),
+                    });
+                } else {
+                    verifier.push(line, location, from_genesis);
+                }
+                Ok(())
+            },
+            progress,
+        )?;
+    }
+    let mut report = verifier.finish();
+    report.torn_fragments = inputs.torn.clone();
+    Ok(report)
+}

@@ -1,0 +1,555 @@
+//! The writer thread: orders each chain (assigns `seq`, `prev_hash`, `hash`), writes batches
+//! and makes them durable with group commit, off the threads that emit events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+
+use crate::error::{AuditError, StoreError};
+use crate::event::{Actor, AuditEvent, Changes};
+use crate::layer::{AuditLayer, SpanCapture};
+use crate::record::{ChainHash, RecordBody, SCHEMA_VERSION, write_line};
+use crate::scope::AuditScope;
+use crate::store::{ChainHead, Seal, Store};
+use crate::time::Timestamp;
+
+/// What an emitting thread does when the writer's queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFull {
+    /// Wait for room (backpressure): the default. Nothing is dropped.
+    Block,
+    /// Wait at most this long, then treat the event as undelivered (see
+    /// [`FailureMode`](crate::FailureMode)).
+    Timeout(Duration),
+}
+
+/// Size limits applied by the writer. Longer text is cut at a character boundary and marked
+/// `…[truncated N bytes]`, so an oversized field never costs the whole event.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Longest string member (ids, reasons, context values), in bytes.
+    pub max_field_bytes: usize,
+    /// Longest `changes` member once serialized; larger ones are replaced by
+    /// `{"truncated":true,"bytes":N}`.
+    pub max_changes_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_field_bytes: 4096, max_changes_bytes: 256 << 10 }
+    }
+}
+
+pub(crate) struct Pending {
+    event: AuditEvent,
+    scope: Option<AuditScope>,
+    span: Option<SpanCapture>,
+}
+
+enum Msg {
+    Event(Box<Pending>),
+    Flush(Sender<Result<(), String>>),
+    Seal(Sender<Result<(), String>>),
+    Shutdown(Sender<Result<(), String>>),
+}
+
+/// State shared by the layer(s), the guard and the writer thread.
+pub(crate) struct Shared {
+    tx: Sender<Msg>,
+    healthy: AtomicBool,
+    running: AtomicBool,
+    on_full: OnFull,
+}
+
+impl Shared {
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed) && self.running.load(Ordering::Relaxed)
+    }
+
+    /// Hands an event to the writer; gives it back if the writer cannot take it.
+    pub fn send(&self, event: AuditEvent, scope: Option<AuditScope>, span: Option<SpanCapture>) -> Result<(), AuditEvent> {
+        let msg = Msg::Event(Box::new(Pending { event, scope, span }));
+        let back = match self.tx.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Disconnected(m)) => m,
+            Err(TrySendError::Full(m)) => match self.on_full {
+                OnFull::Block => match self.tx.send(m) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => e.0,
+                },
+                OnFull::Timeout(d) => match self.tx.send_timeout(m, d) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => e.into_inner(),
+                },
+            },
+        };
+        match back {
+            Msg::Event(p) => Err(p.event),
+            _ => unreachable!("only events are sent here"),
+        }
+    }
+
+    fn request(&self, make: impl FnOnce(Sender<Result<(), String>>) -> Msg) -> Result<(), AuditError> {
+        let (tx, rx) = bounded(1);
+        self.tx.send(make(tx)).map_err(|_| AuditError::WriterGone)?;
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(AuditError::Writer(StoreError::Config(message))),
+            Err(_) => Err(AuditError::WriterGone),
+        }
+    }
+}
+
+/// Builds an [`AuditLayer`] and the writer thread behind it.
+#[must_use]
+pub struct AuditLayerBuilder<S> {
+    store: S,
+    capacity: usize,
+    max_batch: usize,
+    commit_interval: Duration,
+    seal_interval: Duration,
+    on_full: OnFull,
+    limits: Limits,
+}
+
+impl AuditLayer {
+    /// Starts building a layer that writes to `store`, for example a
+    /// [`FileStore`](crate::FileStore).
+    pub fn builder<S: Store>(store: S) -> AuditLayerBuilder<S> {
+        AuditLayerBuilder {
+            store,
+            capacity: 16 * 1024,
+            max_batch: 4096,
+            commit_interval: Duration::from_millis(10),
+            seal_interval: Duration::from_secs(60),
+            on_full: OnFull::Block,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl<S: Store> AuditLayerBuilder<S> {
+    /// How many events may wait for the writer (default 16384). Emitters get backpressure
+    /// (see [`OnFull`]) beyond it; memory stays bounded.
+    pub fn capacity(mut self, events: usize) -> Self {
+        self.capacity = events.max(1);
+        self
+    }
+
+    /// Longest wait between a write and its `fdatasync` (default 10 ms): group commit.
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// How often each chain's head is sealed while it moves (default 60 s). Seals are also
+    /// written at rotation, on [`WriterGuard::seal`] and at shutdown.
+    pub fn seal_interval(mut self, interval: Duration) -> Self {
+        self.seal_interval = interval;
+        self
+    }
+
+    /// What emitters do when the queue is full (default [`OnFull::Block`]).
+    pub fn on_full(mut self, on_full: OnFull) -> Self {
+        self.on_full = on_full;
+        self
+    }
+
+    /// Field size limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Opens the store's chains (repairing a torn last line) and starts the writer thread.
+    pub fn build(mut self) -> Result<(AuditLayer, WriterGuard), StoreError> {
+        let heads = self.store.heads()?;
+        let (tx, rx) = bounded(self.capacity);
+        let shared = Arc::new(Shared {
+            tx,
+            healthy: AtomicBool::new(true),
+            running: AtomicBool::new(true),
+            on_full: self.on_full,
+        });
+        let mut writer = Writer {
+            store: self.store,
+            shared: Arc::clone(&shared),
+            chains: heads
+                .into_iter()
+                .map(|h| (h.chain.clone(), ChainState::new(h)))
+                .collect(),
+            uuid_ctx: uuid::ContextV7::new(),
+            limits: self.limits,
+            max_batch: self.max_batch,
+            commit_interval: self.commit_interval,
+            seal_interval: self.seal_interval,
+            scratch: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Config(format!("cannot start the audit writer thread: {e}")))?;
+        let layer = AuditLayer { shared: Arc::clone(&shared) };
+        Ok((layer, WriterGuard { shared, thread: Some(thread) }))
+    }
+}
+
+/// Owns the writer thread: [`flush`](WriterGuard::flush) waits for durability, and dropping
+/// the guard drains the queue, syncs and seals every chain. Keep it alive in `main`.
+#[must_use = "dropping the guard stops the audit writer"]
+pub struct WriterGuard {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for WriterGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterGuard").field("healthy", &self.shared.is_healthy()).finish()
+    }
+}
+
+impl WriterGuard {
+    /// Returns once every event handed to the writer before this call is durable on disk.
+    pub fn flush(&self) -> Result<(), AuditError> {
+        self.shared.request(Msg::Flush)
+    }
+
+    /// Flushes, then seals the head of every chain that moved since its last seal.
+    pub fn seal(&self) -> Result<(), AuditError> {
+        self.shared.request(Msg::Seal)
+    }
+
+    /// Drains the queue, syncs, seals and stops the writer, reporting any failure.
+    pub fn shutdown(mut self) -> Result<(), AuditError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), AuditError> {
+        let Some(thread) = self.thread.take() else { return Ok(()) };
+        let result = self.shared.request(Msg::Shutdown);
+        let _ = thread.join();
+        result
+    }
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!("audit: shutting down the writer failed: {e}");
+        }
+    }
+}
+
+struct ChainState {
+    head: ChainHead,
+    sealed_seq: u64,
+    buf: Vec<u8>,
+    buf_first: u64,
+}
+
+impl ChainState {
+    fn new(head: ChainHead) -> Self {
+        // Seals already on disk are not re-read: at worst the first seal repeats one.
+        ChainState { sealed_seq: 0, buf: Vec::new(), buf_first: head.seq + 1, head }
+    }
+}
+
+struct Writer<S> {
+    store: S,
+    shared: Arc<Shared>,
+    chains: HashMap<String, ChainState>,
+    uuid_ctx: uuid::ContextV7,
+    limits: Limits,
+    max_batch: usize,
+    commit_interval: Duration,
+    seal_interval: Duration,
+    scratch: Vec<u8>,
+}
+
+type Reply = Sender<Result<(), String>>;
+
+impl<S: Store> Writer<S> {
+    fn run(&mut self, rx: Receiver<Msg>) {
+        let mut unsynced = false;
+        let mut failed: Option<String> = None;
+        let mut last_sync = Instant::now();
+        let mut last_seal = Instant::now();
+        let mut flushes: Vec<Reply> = Vec::new();
+        let mut seal_requests: Vec<Reply> = Vec::new();
+        let mut shutdown: Option<Reply> = None;
+        loop {
+            let pending_work = unsynced || failed.is_some();
+            let first = if pending_work {
+                let wait = if failed.is_some() {
+                    Duration::from_millis(100)
+                } else {
+                    self.commit_interval.saturating_sub(last_sync.elapsed())
+                };
+                match rx.recv_timeout(wait) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => break,
+                }
+            };
+            let mut next = first;
+            let mut taken = 0;
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Event(p) => self.chain(*p),
+                    Msg::Flush(r) => flushes.push(r),
+                    Msg::Seal(r) => seal_requests.push(r),
+                    Msg::Shutdown(r) => shutdown = Some(r),
+                }
+                taken += 1;
+                if taken < self.max_batch && shutdown.is_none() {
+                    next = rx.try_recv().ok();
+                }
+            }
+
+            // Write what was chained; on failure keep it and retry, reporting unhealthy.
+            match self.write_buffers() {
+                Ok(wrote) => unsynced |= wrote,
+                Err(e) => failed = Some(self.fail(e)),
+            }
+            let must_sync = !flushes.is_empty()
+                || !seal_requests.is_empty()
+                || shutdown.is_some()
+                || last_sync.elapsed() >= self.commit_interval;
+            if unsynced && must_sync && failed.is_none() {
+                match self.store.sync() {
+                    Ok(()) => {
+                        unsynced = false;
+                        last_sync = Instant::now();
+                    }
+                    Err(e) => failed = Some(self.fail(e)),
+                }
+            }
+            if failed.is_some() && self.retry_ok(&mut unsynced) {
+                failed = None;
+            }
+            let seal_due = last_seal.elapsed() >= self.seal_interval;
+            if failed.is_none() && !unsynced && (seal_due || !seal_requests.is_empty() || shutdown.is_some()) {
+                if let Err(e) = self.seal() {
+                    failed = Some(self.fail(e));
+                }
+                last_seal = Instant::now();
+            }
+            let outcome = match &failed {
+                Some(message) => Err(message.clone()),
+                None => Ok(()),
+            };
+            if failed.is_some() || !unsynced {
+                for r in flushes.drain(..) {
+                    let _ = r.send(outcome.clone());
+                }
+            }
+            if failed.is_some() || (!unsynced && seal_due) || shutdown.is_some() || !seal_requests.is_empty() {
+                for r in seal_requests.drain(..) {
+                    let _ = r.send(outcome.clone());
+                }
+            }
+            if let Some(r) = shutdown.take() {
+                let _ = r.send(outcome);
+                break;
+            }
+        }
+        self.shared.running.store(false, Ordering::Relaxed);
+    }
+
+    fn fail(&self, e: StoreError) -> String {
+        if self.shared.healthy.swap(false, Ordering::Relaxed) {
+            eprintln!("audit: the audit store failed, events are held and retried: {e}");
+            tracing::error!(target: "audit::store", error = %e, "audit store failed; retrying");
+        }
+        e.to_string()
+    }
+
+    fn retry_ok(&mut self, unsynced: &mut bool) -> bool {
+        let ok = self.write_buffers().is_ok() && self.store.sync().is_ok();
+        if ok {
+            *unsynced = false;
+            self.shared.healthy.store(true, Ordering::Relaxed);
+            tracing::info!(target: "audit::store", "audit store recovered");
+        }
+        ok
+    }
+
+    fn write_buffers(&mut self) -> Result<bool, StoreError> {
+        let mut wrote = false;
+        for state in self.chains.values_mut().filter(|s| !s.buf.is_empty()) {
+            self.store.append(state.buf_first, &state.buf, &state.head)?;
+            state.buf.clear();
+            state.buf_first = state.head.seq + 1;
+            wrote = true;
+        }
+        Ok(wrote)
+    }
+
+    fn seal(&mut self) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let seals: Vec<Seal> = self
+            .chains
+            .values()
+            .filter(|s| s.head.seq > s.sealed_seq)
+            .map(|s| Seal { chain: s.head.chain.clone(), seq: s.head.seq, hash: s.head.hash, sealed_at: now })
+            .collect();
+        if seals.is_empty() {
+            return Ok(());
+        }
+        self.store.seal(&seals)?;
+        for seal in seals {
+            if let Some(state) = self.chains.get_mut(&seal.chain) {
+                state.sealed_seq = seal.seq;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves ambient values, applies limits, and appends the chained line to its chain's
+    /// buffer.
+    fn chain(&mut self, pending: Pending) {
+        let Pending { mut event, scope, span } = pending;
+        let limits = self.limits;
+        if let Some(scope) = &scope {
+            let data = &scope.0;
+            if event.actor.is_none() {
+                event.actor.clone_from(&data.actor);
+            }
+            if event.tenant.is_none() {
+                event.tenant.clone_from(&data.tenant);
+            }
+            event.context.fill_from(&data.context);
+        }
+        if let Some(span) = &span {
+            span.fill(&mut event.context, &mut event.tenant);
+        }
+        let mut actor = event.actor.take().unwrap_or_else(Actor::unknown);
+        apply_limits(&mut event, &mut actor, &limits, &mut self.scratch);
+
+        let chain_key: &str = match event.tenant.as_deref() {
+            Some(t) if !t.is_empty() => t,
+            _ => "default",
+        };
+        let state = match self.chains.get_mut(chain_key) {
+            Some(s) => s,
+            None => self.chains.entry(chain_key.to_owned()).or_insert_with(|| {
+                ChainState::new(ChainHead {
+                    chain: chain_key.to_owned(),
+                    seq: 0,
+                    hash: ChainHash::GENESIS,
+                    timestamp: Timestamp::from_unix_micros(i64::MIN),
+                })
+            }),
+        };
+        // Within a chain time never goes backwards, so a time range is a contiguous segment.
+        let timestamp = event.timestamp.max(state.head.timestamp);
+        let micros = timestamp.unix_micros().max(0) as u64;
+        let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            &self.uuid_ctx,
+            micros / 1_000_000,
+            (micros % 1_000_000) as u32 * 1000,
+        ));
+        let seq = state.head.seq + 1;
+        let context = (!event.context.is_empty()).then_some(&event.context);
+        let body = RecordBody {
+            v: SCHEMA_VERSION,
+            id: id.hyphenated(),
+            chain: chain_key,
+            seq,
+            timestamp,
+            actor: &actor,
+            action: &event.action,
+            category: event.category,
+            resource: event.resource.as_ref(),
+            outcome: &event.outcome,
+            context,
+            tenant: event.tenant.as_deref(),
+            changes: event.changes.as_ref(),
+            prev_hash: state.head.hash,
+        };
+        let hash = write_line(&mut state.buf, &body);
+        state.head.seq = seq;
+        state.head.hash = hash;
+        state.head.timestamp = timestamp;
+    }
+}
+
+fn apply_limits(event: &mut AuditEvent, actor: &mut Actor, limits: &Limits, scratch: &mut Vec<u8>) {
+    let max = limits.max_field_bytes;
+    let cut = |s: &mut String| truncate(s, max);
+    cut(&mut actor.id);
+    if let Some(n) = &mut actor.name {
+        cut(n);
+    }
+    if let Some(i) = &mut actor.impersonator {
+        cut(&mut i.id);
+    }
+    if event.action.len() > max {
+        let mut a = event.action.to_string();
+        cut(&mut a);
+        event.action = a.into();
+    }
+    if let Some(r) = &mut event.resource {
+        cut(&mut r.kind);
+        cut(&mut r.id);
+    }
+    if let crate::event::Outcome::Failure { reason } = &mut event.outcome {
+        cut(reason);
+    }
+    if let Some(t) = &mut event.tenant {
+        cut(t);
+    }
+    let c = &mut event.context;
+    for v in [&mut c.ip, &mut c.user_agent, &mut c.request_id, &mut c.session_id, &mut c.trace_id]
+        .into_iter()
+        .flatten()
+    {
+        cut(v);
+    }
+    for v in c.extra.values_mut() {
+        cut(v);
+    }
+    if let Some(changes) = &event.changes {
+        scratch.clear();
+        serde_json::to_writer(&mut *scratch, changes).expect("values serialize");
+        if scratch.len() > limits.max_changes_bytes {
+            let marker = serde_json::json!({"truncated": true, "bytes": scratch.len()});
+            event.changes = Some(Changes { before: Some(marker.clone()), after: Some(marker) });
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes (at a character boundary) plus a marker saying how much went.
+fn truncate(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let dropped = s.len() - end;
+    s.truncate(end);
+    s.push_str(&format!("…[truncated {dropped} bytes]"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncation_is_marked_and_keeps_utf8() {
+        let mut s = "é".repeat(10);
+        truncate(&mut s, 5);
+        assert_eq!(s, "éé…[truncated 16 bytes]");
+    }
+}

@@ -1,0 +1,2 @@
+//! The controlled action vocabulary (`audit.toml`, Contract 3). Not built yet: see the
+//! macro issue.
