@@ -49,4 +49,4 @@ pub use scope::{AuditScope, ScopeGuard, Scoped, WithAuditScope};
 pub use store::file::{FileStore, FileStoreOptions};
 pub use store::{ChainHead, Seal, Store};
 pub use time::Timestamp;
-pub use writer::{AuditLayerBuilder, Limits, OnFull, WriterGuard};
+pub use writer::{AuditLayerBuilder, DEFAULT_CHAIN, Limits, OnFull, WriterGuard};

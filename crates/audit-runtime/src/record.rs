@@ -69,42 +69,6 @@ impl<'de> Deserialize<'de> for ChainHash {
     }
 }
 
-/// A record's members in contract order, minus `hash` (which is computed over these bytes).
-#[derive(Serialize)]
-pub(crate) struct RecordBody<'a> {
-    pub v: u32,
-    pub id: uuid::fmt::Hyphenated,
-    pub chain: &'a str,
-    pub seq: u64,
-    pub timestamp: Timestamp,
-    pub actor: &'a Actor,
-    pub action: &'a str,
-    pub category: Category,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource: Option<&'a Resource>,
-    pub outcome: &'a Outcome,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub context: Option<&'a Context>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub changes: Option<&'a Changes>,
-    pub prev_hash: ChainHash,
-}
-
-/// Appends `body` as one complete line (with its `hash` member and `\n`) to `out`, and
-/// returns the hash.
-pub(crate) fn write_line(out: &mut Vec<u8>, body: &RecordBody<'_>) -> ChainHash {
-    let start = out.len();
-    serde_json::to_writer(&mut *out, body).expect("records serialize to memory");
-    let hash = ChainHash::of(&out[start..]);
-    out.pop(); // the closing brace: `hash` goes inside the object
-    out.extend_from_slice(br#","hash":""#);
-    out.extend_from_slice(&hash.to_hex());
-    out.extend_from_slice(b"\"}\n");
-    hash
-}
-
 /// Bytes of `,"hash":"<64 hex>"}` at the end of every line.
 pub const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
 /// Bytes of `,"prev_hash":"<64 hex>"` just before the hash member.
@@ -269,27 +233,22 @@ mod tests {
     use super::*;
 
     fn sample(chain: &str, seq: u64, prev: ChainHash) -> (Vec<u8>, ChainHash) {
-        let actor = Actor::user("usr_1", crate::AuthMethod::Password);
-        let outcome = Outcome::Success;
-        let body = RecordBody {
-            v: 1,
-            id: uuid::Uuid::nil().hyphenated(),
-            chain,
-            seq,
-            timestamp: Timestamp::from_unix_micros(1_795_677_411_123_456),
-            actor: &actor,
-            action: "user.login",
-            category: Category::Authentication,
-            resource: None,
-            outcome: &outcome,
-            context: None,
-            tenant: None,
-            changes: None,
-            prev_hash: prev,
-        };
-        let mut out = Vec::new();
-        let hash = write_line(&mut out, &body);
-        (out, hash)
+        let mut batch = crate::store::ChainBatch::new(chain);
+        batch.push(
+            uuid::Uuid::nil(),
+            Timestamp::from_unix_micros(1_795_677_411_123_456),
+            Actor::user("usr_1", crate::AuthMethod::Password),
+            "user.login".into(),
+            Category::Authentication,
+            None,
+            Outcome::Success,
+            None,
+            None,
+            None,
+        );
+        let mut head = crate::ChainHead { chain: chain.into(), seq: seq - 1, hash: prev, timestamp: Timestamp::from_unix_micros(0) };
+        let line = batch.chain_onto(&mut head).to_vec();
+        (line, head.hash)
     }
 
     #[test]

@@ -12,10 +12,13 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounde
 use crate::error::{AuditError, StoreError};
 use crate::event::{Actor, AuditEvent, Changes};
 use crate::layer::{AuditLayer, SpanCapture};
-use crate::record::{ChainHash, RecordBody, SCHEMA_VERSION, write_line};
+use crate::record::ChainHash;
 use crate::scope::AuditScope;
-use crate::store::{ChainHead, Seal, Store};
+use crate::store::{ChainBatch, ChainHead, Seal, Store};
 use crate::time::Timestamp;
+
+/// The chain of events that name no tenant.
+pub const DEFAULT_CHAIN: &str = "default";
 
 /// What an emitting thread does when the writer's queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,14 +250,13 @@ impl Drop for WriterGuard {
 struct ChainState {
     head: ChainHead,
     sealed_seq: u64,
-    buf: Vec<u8>,
-    buf_first: u64,
+    batch: ChainBatch,
 }
 
 impl ChainState {
     fn new(head: ChainHead) -> Self {
         // Seals already on disk are not re-read: at worst the first seal repeats one.
-        ChainState { sealed_seq: 0, buf: Vec::new(), buf_first: head.seq + 1, head }
+        ChainState { sealed_seq: 0, batch: ChainBatch::new(&head.chain), head }
     }
 }
 
@@ -385,10 +387,13 @@ impl<S: Store> Writer<S> {
 
     fn write_buffers(&mut self) -> Result<bool, StoreError> {
         let mut wrote = false;
-        for state in self.chains.values_mut().filter(|s| !s.buf.is_empty()) {
-            self.store.append(state.buf_first, &state.buf, &state.head)?;
-            state.buf.clear();
-            state.buf_first = state.head.seq + 1;
+        for state in self.chains.values_mut().filter(|s| !s.batch.is_empty()) {
+            // The head moves only once the store has the batch: a failed append is retried
+            // from the same head.
+            let mut head = state.head.clone();
+            self.store.append(&mut state.batch, &mut head)?;
+            state.head = head;
+            state.batch.clear();
             wrote = true;
         }
         Ok(wrote)
@@ -437,7 +442,7 @@ impl<S: Store> Writer<S> {
 
         let chain_key: &str = match event.tenant.as_deref() {
             Some(t) if !t.is_empty() => t,
-            _ => "default",
+            _ => DEFAULT_CHAIN,
         };
         let state = match self.chains.get_mut(chain_key) {
             Some(s) => s,
@@ -450,36 +455,25 @@ impl<S: Store> Writer<S> {
                 })
             }),
         };
-        // Within a chain time never goes backwards, so a time range is a contiguous segment.
-        let timestamp = event.timestamp.max(state.head.timestamp);
-        let micros = timestamp.unix_micros().max(0) as u64;
+        let micros = event.timestamp.unix_micros().max(0) as u64;
         let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
             &self.uuid_ctx,
             micros / 1_000_000,
             (micros % 1_000_000) as u32 * 1000,
         ));
-        let seq = state.head.seq + 1;
         let context = (!event.context.is_empty()).then_some(&event.context);
-        let body = RecordBody {
-            v: SCHEMA_VERSION,
-            id: id.hyphenated(),
-            chain: chain_key,
-            seq,
-            timestamp,
-            actor: &actor,
-            action: &event.action,
-            category: event.category,
-            resource: event.resource.as_ref(),
-            outcome: &event.outcome,
+        state.batch.push(
+            id,
+            event.timestamp,
+            actor,
+            event.action,
+            event.category,
+            event.resource,
+            event.outcome,
             context,
-            tenant: event.tenant.as_deref(),
-            changes: event.changes.as_ref(),
-            prev_hash: state.head.hash,
-        };
-        let hash = write_line(&mut state.buf, &body);
-        state.head.seq = seq;
-        state.head.hash = hash;
-        state.head.timestamp = timestamp;
+            event.tenant,
+            event.changes.as_ref(),
+        );
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::StoreError;
 use crate::record::LineView;
-use crate::store::{ChainHead, Seal, Store};
+use crate::store::{ChainBatch, ChainHead, Seal, Store};
 use crate::time::Timestamp;
 
 /// Settings of a [`FileStore`].
@@ -216,20 +216,23 @@ impl Store for FileStore {
         Ok(heads)
     }
 
-    fn append(&mut self, first_seq: u64, lines: &[u8], head: &ChainHead) -> Result<(), StoreError> {
-        let chain = head.chain.as_str();
-        match self.active.get(chain) {
-            None => self.start_segment(chain, first_seq, None)?,
+    fn append(&mut self, batch: &mut ChainBatch, head: &mut ChainHead) -> Result<(), StoreError> {
+        // The store's lock makes this process the only writer: the caller's head is the truth.
+        let chain = batch.chain().to_owned();
+        let first_seq = head.seq + 1;
+        let lines = batch.chain_onto(head);
+        match self.active.get(&chain) {
+            None => self.start_segment(&chain, first_seq, None)?,
             Some(a) => {
                 let full = a.len + lines.len() as u64 > self.opts.max_segment_bytes;
                 if a.len > 0 && (full || a.opened.elapsed() >= self.opts.max_segment_age) {
-                    self.rotate(chain, first_seq)?;
+                    self.rotate(&chain, first_seq)?;
                 }
             }
         }
-        let active = self.active.get_mut(chain).expect("segment open");
+        let active = self.active.get_mut(&chain).expect("segment open");
         if let Err(e) = active.file.write_all(lines) {
-            // Leave no partial line: the writer retries these same bytes.
+            // Leave no partial line: the writer retries this same batch.
             let _ = active.file.set_len(active.len);
             return Err(StoreError::io(&active.path)(e));
         }

@@ -1,7 +1,10 @@
 //! Where chained records go. The writer thread owns a [`Store`] and gives it whole lines,
 //! already chained; a store only has to keep the bytes, make them durable and keep seals.
 
+mod batch;
 pub mod file;
+
+pub use batch::{ChainBatch, Chained, Entry};
 
 use serde::{Deserialize, Serialize};
 
@@ -38,17 +41,19 @@ pub struct Seal {
 
 /// A chained-record store, driven by one writer thread.
 ///
-/// The writer calls [`append`](Store::append) with complete lines (each ending in `\n`), then
+/// The writer calls [`append`](Store::append) with a batch per chain, then
 /// [`sync`](Store::sync) at each group commit, then [`seal`](Store::seal) now and then. If
-/// `append` fails, the store must leave no partial line behind, because the writer retries
-/// the same bytes.
+/// `append` fails, the store must leave no partial record behind, because the writer retries
+/// the same batch.
 pub trait Store: Send + 'static {
     /// The heads of every chain already stored, read once when the writer starts (after any
     /// repair of a torn last line).
     fn heads(&mut self) -> Result<Vec<ChainHead>, StoreError>;
 
-    /// Appends lines of one chain: records `first_seq..=head.seq`, `head` being the newest.
-    fn append(&mut self, first_seq: u64, lines: &[u8], head: &ChainHead) -> Result<(), StoreError>;
+    /// Chains `batch` onto `head` with [`ChainBatch::chain_onto`] (which advances `head`) and
+    /// appends the lines. A store that several processes write to takes its per-chain lock,
+    /// replaces `head` with the head it finds stored, and chains onto that.
+    fn append(&mut self, batch: &mut ChainBatch, head: &mut ChainHead) -> Result<(), StoreError>;
 
     /// Makes everything appended so far durable (survives power loss, not only `kill -9`).
     fn sync(&mut self) -> Result<(), StoreError>;

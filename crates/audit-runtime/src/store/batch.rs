@@ -1,0 +1,209 @@
+//! A batch of records of one chain, serialized once and chained onto a head by the store.
+//!
+//! Everything but the chain members (`seq`, `timestamp`, `prev_hash`, `hash`) is serialized
+//! when the writer receives an event. Chaining then only concatenates bytes and hashes them,
+//! so a store shared by several writer processes (PostgreSQL) can re-chain a batch onto the
+//! head it finds under its lock without serializing anything again.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::event::{Actor, Category, Changes, Context, Outcome, Resource};
+use crate::record::{ChainHash, SCHEMA_VERSION};
+use crate::store::ChainHead;
+use crate::time::Timestamp;
+
+/// The members after `timestamp` and before `prev_hash`, in contract order.
+#[derive(Serialize)]
+pub(crate) struct RecordTail<'a> {
+    pub actor: &'a Actor,
+    pub action: &'a str,
+    pub category: Category,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<&'a Resource>,
+    pub outcome: &'a Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<&'a Context>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<&'a Changes>,
+}
+
+/// One record of a batch, with the members stores index.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The record's UUIDv7.
+    pub id: Uuid,
+    /// When the event happened, as recorded (before [`ChainBatch::chain_onto`] keeps time from
+    /// going backwards within the chain).
+    pub timestamp: Timestamp,
+    /// Who.
+    pub actor: Actor,
+    /// What.
+    pub action: Cow<'static, str>,
+    /// The action's category.
+    pub category: Category,
+    /// On what.
+    pub resource: Option<Resource>,
+    /// Whether it worked.
+    pub outcome: Outcome,
+    /// For which tenant.
+    pub tenant: Option<String>,
+    tail: Range<usize>,
+    chained: Chained,
+}
+
+/// Where chaining put a record.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Chained {
+    /// Position in the chain.
+    pub seq: u64,
+    /// The record's hash.
+    pub hash: ChainHash,
+    /// The timestamp written (never before the previous record's).
+    pub timestamp: Timestamp,
+    line: (usize, usize),
+}
+
+impl Default for Timestamp {
+    fn default() -> Self {
+        Timestamp::from_unix_micros(0)
+    }
+}
+
+/// Records of one chain waiting to be stored.
+#[derive(Debug)]
+pub struct ChainBatch {
+    chain: String,
+    chain_json: Vec<u8>,
+    tails: Vec<u8>,
+    entries: Vec<Entry>,
+    lines: Vec<u8>,
+}
+
+impl ChainBatch {
+    /// An empty batch for `chain`.
+    pub fn new(chain: &str) -> Self {
+        ChainBatch {
+            chain: chain.to_owned(),
+            chain_json: serde_json::to_vec(chain).expect("strings serialize"),
+            tails: Vec::new(),
+            entries: Vec::new(),
+            lines: Vec::new(),
+        }
+    }
+
+    /// The chain key.
+    pub fn chain(&self) -> &str {
+        &self.chain
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there is nothing to store.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Forgets every record (after they were stored).
+    pub fn clear(&mut self) {
+        self.tails.clear();
+        self.entries.clear();
+        self.lines.clear();
+    }
+
+    /// Adds a record: serializes everything but its chain members.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push(
+        &mut self,
+        id: Uuid,
+        timestamp: Timestamp,
+        actor: Actor,
+        action: Cow<'static, str>,
+        category: Category,
+        resource: Option<Resource>,
+        outcome: Outcome,
+        context: Option<&Context>,
+        tenant: Option<String>,
+        changes: Option<&Changes>,
+    ) {
+        let start = self.tails.len();
+        let tail = RecordTail {
+            actor: &actor,
+            action: &action,
+            category,
+            resource: resource.as_ref(),
+            outcome: &outcome,
+            context,
+            tenant: tenant.as_deref(),
+            changes,
+        };
+        serde_json::to_writer(&mut self.tails, &tail).expect("records serialize to memory");
+        // Keep `"actor":...` without the object's braces: it is spliced into the record.
+        let end = self.tails.len() - 1;
+        self.entries.push(Entry {
+            id,
+            timestamp,
+            actor,
+            action,
+            category,
+            resource,
+            outcome,
+            tenant,
+            tail: start + 1..end,
+            chained: Chained::default(),
+        });
+    }
+
+    /// Chains every record onto `head` (advancing it) and returns the complete lines, each
+    /// ending in `\n`. Calling it again with another head re-chains the same records.
+    pub fn chain_onto(&mut self, head: &mut ChainHead) -> &[u8] {
+        self.lines.clear();
+        let mut id_buf = Uuid::encode_buffer();
+        for entry in &mut self.entries {
+            let seq = head.seq + 1;
+            let timestamp = entry.timestamp.max(head.timestamp);
+            let start = self.lines.len();
+            let out = &mut self.lines;
+            out.extend_from_slice(br#"{"v":"#);
+            out.extend_from_slice(itoa::Buffer::new().format(SCHEMA_VERSION).as_bytes());
+            out.extend_from_slice(br#","id":""#);
+            out.extend_from_slice(entry.id.hyphenated().encode_lower(&mut id_buf).as_bytes());
+            out.extend_from_slice(br#"","chain":"#);
+            out.extend_from_slice(&self.chain_json);
+            out.extend_from_slice(br#","seq":"#);
+            out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+            out.extend_from_slice(br#","timestamp":""#);
+            out.extend_from_slice(&timestamp.format());
+            out.extend_from_slice(b"\",");
+            out.extend_from_slice(&self.tails[entry.tail.clone()]);
+            out.extend_from_slice(br#","prev_hash":""#);
+            out.extend_from_slice(&head.hash.to_hex());
+            out.extend_from_slice(b"\"}");
+            let hash = ChainHash::of(&out[start..]);
+            out.pop(); // `hash` goes inside the object
+            out.extend_from_slice(br#","hash":""#);
+            out.extend_from_slice(&hash.to_hex());
+            out.extend_from_slice(b"\"}\n");
+            entry.chained = Chained { seq, hash, timestamp, line: (start, out.len()) };
+            head.seq = seq;
+            head.hash = hash;
+            head.timestamp = timestamp;
+        }
+        &self.lines
+    }
+
+    /// The records with their chained position and exact line (with `\n`), after
+    /// [`chain_onto`](ChainBatch::chain_onto).
+    pub fn records(&self) -> impl Iterator<Item = (&Entry, &Chained, &[u8])> {
+        self.entries.iter().map(|e| (e, &e.chained, &self.lines[e.chained.line.0..e.chained.line.1]))
+    }
+}
+
