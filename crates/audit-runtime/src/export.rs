@@ -164,6 +164,32 @@ pub fn export_paths<P: AsRef<Path>>(paths: &[P], filter: &Filter, format: Format
     Ok(summary)
 }
 
+/// Writes stored lines (each without its newline) in `format`, for records read through
+/// [`query`](crate::query), which did the filtering already.
+pub fn export_lines<I>(lines: I, format: Format, out: impl Write) -> Result<ExportSummary, ExportError>
+where
+    I: Iterator<Item = Result<Vec<u8>, StoreError>>,
+{
+    let mut writer = Writer::new(format, out)?;
+    let mut summary = ExportSummary::default();
+    for line in lines {
+        let line = line?;
+        summary.read += 1;
+        let record = match format {
+            Format::Csv => Some(Record::parse(&line).map_err(|m| ExportError::Malformed {
+                path: "<store>".into(),
+                line: summary.read,
+                message: m.0,
+            })?),
+            _ => None,
+        };
+        writer.write(&line, record.as_ref())?;
+        summary.written += 1;
+    }
+    writer.finish()?;
+    Ok(summary)
+}
+
 enum Writer<W: Write> {
     Lines(W),
     Array(W, bool),

@@ -31,9 +31,13 @@
 mod emit;
 mod error;
 mod event;
+pub mod copy;
 pub mod export;
 mod layer;
+pub mod model;
+pub mod query;
 pub mod record;
+pub mod retention;
 mod scope;
 pub mod store;
 mod time;
@@ -44,6 +48,7 @@ pub use emit::{FailureMode, ensure_sink, failure_mode, set_failure_mode, sink_is
 pub use error::{AuditError, StoreError};
 pub use event::{Actor, ActorRef, ActorType, AuditEvent, AuthMethod, Category, Changes, Context, Outcome, REDACTED, Resource};
 pub use layer::AuditLayer;
+pub use model::AuditModel;
 pub use record::{ChainHash, Record};
 pub use scope::{AuditScope, ScopeGuard, Scoped, WithAuditScope};
 pub use store::file::{FileStore, FileStoreOptions};

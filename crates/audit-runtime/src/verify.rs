@@ -51,7 +51,7 @@ impl fmt::Display for DamageKind {
 pub struct Location {
     /// The file.
     pub path: PathBuf,
-    /// 1-based line number (0 when the damage is about the end of a chain).
+    /// 1-based line number. For a truncation, the seal that the chain falls short of.
     pub line: u64,
 }
 
@@ -236,6 +236,9 @@ pub(crate) fn for_each_line(
 }
 
 struct Progress {
+    /// The chain was read from seq 1 in sources that keep whole chains, so its end can be
+    /// checked against seals; a segment (an export) may legitimately end before a seal.
+    whole: bool,
     first_seq: u64,
     start_prev_hash: ChainHash,
     count: u64,
@@ -245,11 +248,25 @@ struct Progress {
     damage: Option<Damage>,
 }
 
+/// A seal as loaded: the hash it vouches for and where it was read, to name it as evidence.
+struct SealEntry {
+    hash: ChainHash,
+    file: usize,
+    line: u64,
+}
+
 /// Streaming verifier: feed it lines in chain order, then [`finish`](Verifier::finish).
 #[derive(Default)]
 pub struct Verifier {
     chains: HashMap<String, Progress>,
-    seals: HashMap<String, BTreeMap<u64, ChainHash>>,
+    seals: HashMap<String, BTreeMap<u64, SealEntry>>,
+    seal_files: Vec<PathBuf>,
+    /// Whole chains are expected (a store or genesis-only input), so a sealed chain with no
+    /// records at all was deleted rather than merely not exported.
+    expect_whole: bool,
+    /// Newest purge seal per chain: retention removed every record up to its seq on purpose,
+    /// so a whole chain may start after it.
+    purges: HashMap<String, (u64, ChainHash)>,
     malformed: Vec<Damage>,
     strict: bool,
     lines: u64,
@@ -263,6 +280,8 @@ impl Verifier {
 
     /// Loads seals to check chains against. Malformed seal lines are reported as damage.
     pub fn add_seals(&mut self, path: &Path) -> Result<(), StoreError> {
+        let file = self.seal_files.len();
+        self.seal_files.push(path.to_path_buf());
         for_each_line(
             path,
             |line, number, _| {
@@ -271,7 +290,11 @@ impl Verifier {
                 }
                 match serde_json::from_slice::<Seal>(line) {
                     Ok(seal) => {
-                        self.seals.entry(seal.chain).or_default().insert(seal.seq, seal.hash);
+                        if is_purge_seal(line) {
+                            note_purge(&mut self.purges, &seal);
+                        }
+                        let entry = SealEntry { hash: seal.hash, file, line: number };
+                        self.seals.entry(seal.chain).or_default().insert(seal.seq, entry);
                     }
                     Err(e) => self.malformed.push(Damage {
                         kind: DamageKind::Malformed,
@@ -287,10 +310,30 @@ impl Verifier {
         )
     }
 
+    /// Adds one seal read from elsewhere than a file (a database's seals table); `purged`
+    /// marks a retention purge seal. `origin` and `line` name it in reports.
+    pub fn add_seal(&mut self, seal: Seal, purged: bool, origin: &Path, line: u64) {
+        if self.seal_files.last().is_none_or(|p| p != origin) {
+            self.seal_files.push(origin.to_path_buf());
+        }
+        if purged {
+            note_purge(&mut self.purges, &seal);
+        }
+        let entry = SealEntry { hash: seal.hash, file: self.seal_files.len() - 1, line };
+        self.seals.entry(seal.chain).or_default().insert(seal.seq, entry);
+    }
+
+    /// The first damage found so far in `chain` (to stop copying at it).
+    pub fn chain_damage(&self, chain: &str) -> Option<&Damage> {
+        self.chains.get(chain).and_then(|p| p.damage.as_ref())
+    }
+
     /// Checks one line (without its newline). `from_genesis` demands that a chain seen for
-    /// the first time starts at seq 1.
+    /// the first time starts at seq 1 (or within or right after the range a purge seal
+    /// covers), and that it is not cut short of its seals.
     pub fn push(&mut self, line: &[u8], location: impl FnOnce() -> Location, from_genesis: bool) {
         self.lines += 1;
+        self.expect_whole |= from_genesis;
         let view = match LineView::parse(line) {
             Ok(v) => v,
             Err(m) => {
@@ -311,9 +354,16 @@ impl Verifier {
             location,
             detail,
         };
+        // A purged chain starts right after its purge seal, whose hash the first record must
+        // link to; or, if a purge stopped half way, before it, where the seal checks the hash.
+        let purged_start = self
+            .purges
+            .get(&*view.chain)
+            .is_some_and(|&(seq, hash)| view.seq <= seq || (view.seq == seq + 1 && view.prev_hash == hash));
         let state = match self.chains.get_mut(&*view.chain) {
             Some(s) => s,
             None => self.chains.entry(view.chain.to_string()).or_insert(Progress {
+                whole: from_genesis,
                 first_seq: view.seq,
                 start_prev_hash: view.prev_hash,
                 count: 0,
@@ -344,7 +394,7 @@ impl Verifier {
             return;
         }
         let expected = state.last_seq + 1;
-        if state.count == 0 && from_genesis && view.seq != 1 {
+        if state.count == 0 && from_genesis && view.seq != 1 && !purged_start {
             let detail = format!("the chain starts at seq {}: records 1..={} are missing", view.seq, view.seq - 1);
             state.damage = Some(damage(DamageKind::Missing, 1, detail, location()));
             return;
@@ -355,13 +405,26 @@ impl Verifier {
             return;
         }
         if view.seq < expected {
-            let detail = format!("seq {} appears again after seq {}", view.seq, state.last_seq);
-            let kind = if view.hash == state.head { DamageKind::Forged } else { DamageKind::Reordered };
-            let kind = if view.seq <= state.last_seq { kind } else { DamageKind::Reordered };
+            // A record moved later leaves a gap where it was, reported as missing first and
+            // turned into a reorder above. With no gap before it, a second record claims a
+            // position already verified: a duplicate or an inserted record. Only a segment's
+            // predecessor (seq below the first one seen) can still be a reorder here.
+            let (kind, detail) = if view.seq < state.first_seq {
+                let detail = format!("seq {} appears after seq {}, which follows it", view.seq, state.last_seq);
+                (DamageKind::Reordered, detail)
+            } else if view.seq == state.last_seq && view.hash == state.head {
+                (DamageKind::Forged, format!("a duplicate of seq {}", view.seq))
+            } else {
+                let detail = format!(
+                    "a second record claims seq {} after seq {}: inserted or duplicated",
+                    view.seq, state.last_seq
+                );
+                (DamageKind::Forged, detail)
+            };
             state.damage = Some(damage(kind, view.seq, detail, location()));
             return;
         }
-        let genesis_ok = !(from_genesis && state.count == 0) || view.prev_hash == ChainHash::GENESIS;
+        let genesis_ok = !(from_genesis && state.count == 0) || view.prev_hash == ChainHash::GENESIS || purged_start;
         if view.prev_hash != state.head || !genesis_ok {
             let detail = if state.count == 0 {
                 "the first record's prev_hash is not 64 zeros".to_owned()
@@ -372,8 +435,15 @@ impl Verifier {
             return;
         }
         if let Some(sealed) = self.seals.get(&*view.chain).and_then(|s| s.get(&view.seq)) {
-            if *sealed != view.hash {
-                let detail = format!("hash differs from the seal of seq {} ({sealed})", view.seq);
+            if sealed.hash != view.hash {
+                // The links are consistent, so the records were rewritten together: the seal
+                // only bounds where the rewrite starts.
+                let since = state.sealed_through.map_or(state.first_seq, |s| s + 1);
+                let detail = format!(
+                    "hash differs from the seal of seq {} ({}:{}, {}): records {since}..={} were rewritten \
+                     with recomputed hashes",
+                    view.seq, self.seal_files[sealed.file].display(), sealed.line, sealed.hash, view.seq
+                );
                 state.damage = Some(damage(DamageKind::Forged, view.seq, detail, location()));
                 return;
             }
@@ -388,35 +458,44 @@ impl Verifier {
     pub fn finish(mut self) -> VerifyReport {
         for (chain, seals) in &self.seals {
             if !self.chains.contains_key(chain) {
+                if !self.expect_whole {
+                    continue;
+                }
+                // Every record purged: the chain legitimately ends at its purge seal.
+                let (last_seq, head) = self.purges.get(chain).copied().unwrap_or((0, ChainHash::GENESIS));
                 self.chains.insert(
                     chain.clone(),
                     Progress {
-                        first_seq: 1,
-                        start_prev_hash: ChainHash::GENESIS,
+                        whole: true,
+                        first_seq: last_seq + 1,
+                        start_prev_hash: head,
                         count: 0,
-                        last_seq: 0,
-                        head: ChainHash::GENESIS,
+                        last_seq,
+                        head,
                         sealed_through: None,
                         damage: None,
                     },
                 );
             }
             let state = self.chains.get_mut(chain).expect("inserted");
-            if state.damage.is_some() {
+            if state.damage.is_some() || !state.whole {
                 continue;
             }
-            if let Some((&sealed_seq, _)) = seals.iter().next_back()
+            if let Some((&sealed_seq, seal)) = seals.iter().next_back()
                 && sealed_seq > state.last_seq
-                && state.first_seq <= sealed_seq
             {
+                // The seal is the evidence: name where it is.
+                let seal_file = &self.seal_files[seal.file];
                 state.damage = Some(Damage {
                     kind: DamageKind::Truncated,
                     chain: Some(chain.clone()),
                     seq: Some(state.last_seq + 1),
-                    location: Location { path: PathBuf::from("<end of chain>"), line: 0 },
+                    location: Location { path: seal_file.clone(), line: seal.line },
                     detail: format!(
-                        "the chain ends at seq {} but a seal covers seq {sealed_seq}: the newest records were deleted",
-                        state.last_seq
+                        "the chain ends at seq {} but the seal at {}:{} covers seq {sealed_seq}: the newest records were deleted",
+                        state.last_seq,
+                        seal_file.display(),
+                        seal.line
                     ),
                 });
             }
@@ -449,6 +528,8 @@ pub fn verify_paths<P: AsRef<Path>>(paths: &[P], opts: &VerifyOptions) -> Result
 /// Verifies `inputs`, calling `progress` with the bytes read as it goes.
 pub fn verify_inputs(inputs: &Inputs, opts: &VerifyOptions, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport, StoreError> {
     let mut verifier = Verifier::new(opts.strict);
+    // A store's own seals mean whole chains are expected, even if every record file is gone.
+    verifier.expect_whole = !inputs.seals.is_empty() || opts.require_genesis;
     for seals in inputs.seals.iter().chain(&opts.seals) {
         verifier.add_seals(seals)?;
     }
@@ -477,4 +558,21 @@ pub fn verify_inputs(inputs: &Inputs, opts: &VerifyOptions, progress: &mut dyn F
     let mut report = verifier.finish();
     report.torn_fragments = inputs.torn.clone();
     Ok(report)
+}
+
+/// True for a seal line written by retention (`"purged":true`).
+fn is_purge_seal(line: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Flag {
+        #[serde(default)]
+        purged: bool,
+    }
+    serde_json::from_slice::<Flag>(line).is_ok_and(|f| f.purged)
+}
+
+fn note_purge(purges: &mut HashMap<String, (u64, ChainHash)>, seal: &Seal) {
+    let slot = purges.entry(seal.chain.clone()).or_insert((seal.seq, seal.hash));
+    if seal.seq > slot.0 {
+        *slot = (seal.seq, seal.hash);
+    }
 }

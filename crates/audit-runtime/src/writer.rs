@@ -143,6 +143,13 @@ impl<S: Store> AuditLayerBuilder<S> {
         self
     }
 
+    /// Most events the writer takes into one batch (default 4096). Together with
+    /// [`capacity`](Self::capacity) it bounds the events held in memory.
+    pub fn max_batch(mut self, events: usize) -> Self {
+        self.max_batch = events.max(1);
+        self
+    }
+
     /// Longest wait between a write and its `fdatasync` (default 10 ms): group commit.
     pub fn commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;

@@ -1,0 +1,170 @@
+//! Delivery guarantees: failure modes, backpressure, flush and shutdown.
+
+mod common;
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use audit_runtime::store::{ChainBatch, ChainHead, Seal, Store};
+use audit_runtime::{AuditError, AuditEvent, AuditLayer, Category, FailureMode, FileStore, OnFull, StoreError};
+use tracing_subscriber::prelude::*;
+
+fn login() -> AuditEvent {
+    AuditEvent::new("user.login", Category::Authentication)
+}
+
+#[test]
+fn without_a_sink_warn_mode_counts_and_refuse_mode_errors() {
+    // No subscriber at all on this thread.
+    let before = audit_runtime::undelivered_count();
+    assert!(login().emit_with(FailureMode::Warn).is_ok());
+    assert_eq!(audit_runtime::undelivered_count(), before + 1);
+    assert!(matches!(login().emit_with(FailureMode::Refuse), Err(AuditError::Undelivered { .. })));
+    assert!(!audit_runtime::sink_is_healthy());
+    assert!(matches!(audit_runtime::ensure_sink(Some(FailureMode::Refuse)), Err(AuditError::NoSink)));
+    assert!(audit_runtime::ensure_sink(Some(FailureMode::Warn)).is_ok());
+
+    // A subscriber without the audit layer is no sink either.
+    let subscriber = tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
+    tracing::subscriber::with_default(subscriber, || {
+        assert!(matches!(audit_runtime::ensure_sink(Some(FailureMode::Refuse)), Err(AuditError::NoSink)));
+        assert!(login().emit_with(FailureMode::Refuse).is_err());
+    });
+}
+
+#[test]
+fn a_stopped_writer_is_not_a_healthy_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layer, guard) = common::file_layer(dir.path());
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        assert!(audit_runtime::sink_is_healthy());
+        audit_runtime::ensure_sink(Some(FailureMode::Refuse)).unwrap();
+        login().emit_with(FailureMode::Refuse).unwrap();
+        guard.shutdown().unwrap();
+        assert!(!audit_runtime::sink_is_healthy());
+        assert!(matches!(audit_runtime::ensure_sink(Some(FailureMode::Refuse)), Err(AuditError::NoSink)));
+        assert!(matches!(login().emit_with(FailureMode::Refuse), Err(AuditError::Undelivered { .. })));
+    });
+    assert_eq!(common::records(dir.path(), "default").len(), 1, "shutdown drained and synced");
+}
+
+/// A real file store whose appends wait until the test opens the gate.
+struct GatedStore {
+    inner: FileStore,
+    gate: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Store for GatedStore {
+    fn heads(&mut self) -> Result<Vec<ChainHead>, StoreError> {
+        self.inner.heads()
+    }
+    fn append(&mut self, batch: &mut ChainBatch, head: &mut ChainHead) -> Result<(), StoreError> {
+        let (open, cvar) = &*self.gate;
+        let _open = cvar.wait_while(open.lock().unwrap(), |open| !*open).unwrap();
+        self.inner.append(batch, head)
+    }
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+    fn seal(&mut self, seals: &[Seal]) -> Result<(), StoreError> {
+        self.inner.seal(seals)
+    }
+}
+
+fn gated(dir: &std::path::Path, capacity: usize, on_full: OnFull) -> (AuditLayer, audit_runtime::WriterGuard, Arc<(Mutex<bool>, Condvar)>) {
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let store = GatedStore { inner: FileStore::open(dir).unwrap(), gate: Arc::clone(&gate) };
+    let (layer, guard) = AuditLayer::builder(store).capacity(capacity).max_batch(8).on_full(on_full).build().unwrap();
+    (layer, guard, gate)
+}
+
+/// Opens the gate even when an assertion fails, so a failing test cannot hang the writer.
+struct OpenOnDrop(Arc<(Mutex<bool>, Condvar)>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        open(&self.0);
+    }
+}
+
+fn open(gate: &(Mutex<bool>, Condvar)) {
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+}
+
+#[test]
+fn a_full_queue_blocks_emitters_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layer, guard, gate) = gated(dir.path(), 4, OnFull::Block);
+    let emitted = Arc::new(Mutex::new(0usize));
+    let counter = Arc::clone(&emitted);
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let dispatch = tracing::Dispatch::new(subscriber);
+    let producer = std::thread::spawn(move || {
+        tracing::dispatcher::with_default(&dispatch, || {
+            for i in 0..100 {
+                login().resource("user", i).emit_with(FailureMode::Refuse).unwrap();
+                *counter.lock().unwrap() += 1;
+            }
+        })
+    });
+    let _opens_on_panic = OpenOnDrop(Arc::clone(&gate));
+    std::thread::sleep(Duration::from_millis(300));
+    let stuck_at = *emitted.lock().unwrap();
+    // The writer holds one batch (at most 8) it cannot store and the queue holds 4: the
+    // producer waits with at most 8 + 4 (+1 in hand) events emitted.
+    assert!(stuck_at <= 13, "producer was not held back (emitted {stuck_at})");
+    assert!(!producer.is_finished());
+    open(&gate);
+    producer.join().unwrap();
+    guard.flush().unwrap();
+    let records = common::records(dir.path(), "default");
+    assert_eq!(records.len(), 100);
+    let ids: Vec<String> = records.iter().map(|r| r.resource.as_ref().unwrap().id.clone()).collect();
+    assert_eq!(ids, (0..100).map(|i| i.to_string()).collect::<Vec<_>>(), "in order, none lost");
+    common::assert_verifies(dir.path());
+}
+
+#[test]
+fn a_full_queue_with_a_timeout_reports_undelivered_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layer, guard, gate) = gated(dir.path(), 2, OnFull::Timeout(Duration::from_millis(20)));
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let _opens_on_panic = OpenOnDrop(Arc::clone(&gate));
+    let outcomes: Vec<bool> = tracing::subscriber::with_default(subscriber, || {
+        (0..10).map(|_| login().emit_with(FailureMode::Refuse).is_ok()).collect()
+    });
+    assert!(outcomes.iter().any(|ok| !ok), "some events must time out: {outcomes:?}");
+    open(&gate);
+    guard.flush().unwrap();
+    let delivered = outcomes.iter().filter(|ok| **ok).count();
+    assert_eq!(common::records(dir.path(), "default").len(), delivered, "exactly the acknowledged ones");
+}
+
+#[test]
+fn flush_waits_for_events_sent_before_it_from_other_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layer, guard) = common::file_layer(dir.path());
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let dispatch = dispatch.clone();
+            std::thread::spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    for i in 0..250 {
+                        login().tenant(format!("t{}", t % 2)).resource("user", i).emit_with(FailureMode::Refuse).unwrap();
+                    }
+                })
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    guard.flush().unwrap();
+    assert_eq!(common::records(dir.path(), "t0").len(), 500);
+    assert_eq!(common::records(dir.path(), "t1").len(), 500);
+    let report = common::assert_verifies(dir.path());
+    assert_eq!(report.chains.iter().map(|c| c.count).sum::<u64>(), 1000);
+}
