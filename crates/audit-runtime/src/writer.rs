@@ -479,7 +479,7 @@ impl<S: Store> Writer<S> {
             event.outcome,
             context,
             event.tenant,
-            event.changes.as_ref(),
+            event.changes.as_ref().filter(|c| c.before.is_some() || c.after.is_some()),
         );
     }
 }
