@@ -5,12 +5,14 @@
 //! ```
 
 use std::error::Error;
+use std::fmt;
 use std::path::PathBuf;
 
-use audit::{Actor, ActorType, AuditEvent, AuditLayer, AuditScope, AuthMethod, Category, FileStore, REDACTED};
-use serde_json::json;
+use audit::{
+    Actor, ActorType, AuditEvent, AuditLayer, AuditModel, AuditScope, AuthMethod, Category, FileStore, audited,
+};
 use tracing_subscriber::prelude::*;
-use tracing_subscriber::{EnvFilter, fmt};
+use tracing_subscriber::{EnvFilter, fmt as log_fmt};
 
 fn main() -> Result<(), Box<dyn Error>> {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "audit-log".into()));
@@ -19,7 +21,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     // the audit layer sits beside them, so `RUST_LOG=warn` can never drop an audit event.
     let (audit_layer, audit_guard) = AuditLayer::builder(FileStore::open(&dir)?).build()?;
     tracing_subscriber::registry()
-        .with(fmt::layer().with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"))))
+        .with(
+            log_fmt::layer().with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"))),
+        )
         .with(audit_layer)
         .init();
     // Refuse to run audited actions rather than lose their events if the sink goes away.
@@ -28,7 +32,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     acme_session()?;
     globex_session()?;
 
-    // Durable from here on; dropping the guard would also drain, sync and seal.
+    // Durable and sealed from here on; dropping the guard would also drain, sync and seal.
     audit_guard.seal()?;
     drop(audit_guard);
 
@@ -38,10 +42,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     println!("Audit log written to {}/", dir.display());
     for chain in &report.chains {
-        println!("  chain {:<8} {:>4} records, head {}", chain.chain, chain.count, chain.head);
+        println!(
+            "  chain {:<8} {:>4} records, head {}",
+            chain.chain, chain.count, chain.head
+        );
     }
     println!();
-    println!("Verify it:            cargo run -p audit-cli -- verify {}", dir.display());
+    println!(
+        "Verify it:            cargo run -p audit-cli -- verify {}",
+        dir.display()
+    );
     println!(
         "Export one tenant:    cargo run -p audit-cli -- export {} --tenant acme --from 2020-01-01 --format csv",
         dir.display()
@@ -50,7 +60,89 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// A request handler would get this scope from authentication middleware.
+// ---- The application: handlers annotated with the actions they perform. ----
+
+#[derive(Debug)]
+struct AppError(&'static str);
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl Error for AppError {}
+
+/// Signs a user in. The password is an argument, and arguments are never recorded unless
+/// named in the attribute: it cannot leak into the log.
+#[audited(action = "user.login", resource = "user", id = user_id)]
+fn login(user_id: &str, password: &str) -> Result<(), AppError> {
+    if password == "correct horse battery staple" {
+        Ok(())
+    } else {
+        Err(AppError("invalid password"))
+    }
+}
+
+#[audited(action = "role.grant", resource = "user", id = user_id, context(role = role))]
+fn grant_role(user_id: &str, role: &str) -> Result<(), AppError> {
+    let _ = (user_id, role);
+    Ok(())
+}
+
+#[audited(action = "customer_record.read", resource = "customer", id = customer.id)]
+fn show_customer(customer: &Customer) -> String {
+    format!("{} ({})", customer.name, customer.plan)
+}
+
+#[audited(action = "user.impersonate", resource = "user", id = target_user)]
+fn impersonate(target_user: &str) -> Result<(), AppError> {
+    let _ = target_user;
+    Ok(())
+}
+
+/// The report's id is only known once it exists: taken from the return value.
+#[audited(action = "data.export", resource = "report", id = return.id)]
+fn export_invoices(quarter: &str) -> Result<Report, AppError> {
+    Ok(Report {
+        id: format!("rpt_{quarter}_invoices"),
+    })
+}
+
+#[audited(action = "invoice.delete", resource = "invoice", id = invoice_id, reason = "invoices are immutable after issue")]
+fn delete_invoice(invoice_id: &str) -> Result<(), AppError> {
+    let _ = invoice_id;
+    Err(AppError("permission denied"))
+}
+
+struct Report {
+    id: String,
+}
+
+/// A model whose changes are audited with before/after state; the card number is redacted at
+/// capture and never reaches the log.
+#[derive(Clone, AuditModel, serde::Serialize)]
+#[audit(resource = "customer")]
+struct Customer {
+    id: String,
+    name: String,
+    plan: String,
+    seats: u32,
+    #[audit(redact)]
+    card_number: String,
+}
+
+fn change_plan(customer: &mut Customer, plan: &str, seats: u32) -> Result<(), audit::AuditError> {
+    let before = customer.clone();
+    customer.plan = plan.into();
+    customer.seats = seats;
+    AuditEvent::new("billing.update", Category::Mutation)
+        .model_change(Some(&before), Some(&*customer))
+        .emit()
+}
+
+// ---- Requests, each with the scope that authentication middleware would set. ----
+
 fn request_scope(tenant: &str, actor: Actor, ip: &str, request_id: &str) -> AuditScope {
     AuditScope::new()
         .tenant(tenant)
@@ -64,55 +156,39 @@ fn request_scope(tenant: &str, actor: Actor, ip: &str, request_id: &str) -> Audi
 fn acme_session() -> Result<(), Box<dyn Error>> {
     // A failed login (wrong password), then a successful one with MFA.
     let anonymous = Actor::user("usr_alice", AuthMethod::None);
-    request_scope("acme", anonymous, "203.0.113.7", "req_0001").in_scope(|| {
-        AuditEvent::new("user.login", Category::Authentication)
-            .resource("user", "usr_alice")
-            .failure("invalid password")
-            .emit()
-    })?;
+    let failed = request_scope("acme", anonymous, "203.0.113.7", "req_0001").in_scope(|| login("usr_alice", "hunter2"));
+    assert!(failed.is_err());
     let alice = Actor::user("usr_alice", AuthMethod::Mfa).with_name("Alice Martin");
-    request_scope("acme", alice.clone(), "203.0.113.7", "req_0002").in_scope(|| {
-        AuditEvent::new("user.login", Category::Authentication).resource("user", "usr_alice").emit()
-    })?;
+    request_scope("acme", alice.clone(), "203.0.113.7", "req_0002")
+        .in_scope(|| login("usr_alice", "correct horse battery staple"))?;
 
-    // Alice (an admin) grants a role, then reads a customer record with PII.
-    request_scope("acme", alice.clone(), "203.0.113.7", "req_0003").in_scope(|| {
-        AuditEvent::new("role.grant", Category::Authorization)
-            .resource("user", "usr_bob")
-            .changes(Some(json!({ "roles": ["viewer"] })), Some(json!({ "roles": ["viewer", "billing_admin"] })))
-            .emit()
-    })?;
-    request_scope("acme", alice.clone(), "203.0.113.7", "req_0004").in_scope(|| {
-        AuditEvent::new("customer_record.read", Category::DataAccess).resource("customer", "cust_abc123").emit()
-    })?;
-
-    // A mutation with before/after state; the card number is redacted at capture.
-    request_scope("acme", alice, "203.0.113.7", "req_0005").in_scope(|| {
-        AuditEvent::new("billing.update", Category::Mutation)
-            .resource("customer", "cust_abc123")
-            .changes(
-                Some(json!({ "plan": "starter", "seats": 5, "card_number": REDACTED })),
-                Some(json!({ "plan": "business", "seats": 25, "card_number": REDACTED })),
-            )
-            .emit()
-    })?;
+    // Alice (an admin) grants a role, reads a customer record with PII, changes a plan.
+    request_scope("acme", alice.clone(), "203.0.113.7", "req_0003")
+        .in_scope(|| grant_role("usr_bob", "billing_admin"))?;
+    let mut customer = Customer {
+        id: "cust_abc123".into(),
+        name: "Initech GmbH".into(),
+        plan: "starter".into(),
+        seats: 5,
+        card_number: "4111 1111 1111 1111".into(),
+    };
+    request_scope("acme", alice.clone(), "203.0.113.7", "req_0004").in_scope(|| show_customer(&customer));
+    request_scope("acme", alice, "203.0.113.7", "req_0005").in_scope(|| change_plan(&mut customer, "business", 25))?;
     Ok(())
 }
 
 fn globex_session() -> Result<(), Box<dyn Error>> {
     // A support engineer impersonates a customer's user, who then exports data.
-    let impersonated = Actor::user("usr_carol", AuthMethod::Sso).impersonated_by(ActorType::User, "usr_support_dan");
-    request_scope("globex", impersonated, "198.51.100.23", "req_0100").in_scope(|| {
-        AuditEvent::new("user.impersonate", Category::Admin).resource("user", "usr_carol").emit()?;
-        AuditEvent::new("data.export", Category::Admin).resource("report", "rpt_q3_invoices").emit()
+    let support = Actor::user("usr_carol", AuthMethod::Sso).impersonated_by(ActorType::User, "usr_support_dan");
+    request_scope("globex", support, "198.51.100.23", "req_0100").in_scope(|| -> Result<(), AppError> {
+        impersonate("usr_carol")?;
+        export_invoices("2026q3")?;
+        Ok(())
     })?;
-    // A service account's API call fails authorization.
+    // A service account's API call is refused: recorded as a failure with a safe reason.
     let billing_bot = Actor::service("svc_billing_sync", AuthMethod::ApiKey);
-    request_scope("globex", billing_bot, "10.0.4.17", "req_0101").in_scope(|| {
-        AuditEvent::new("invoice.delete", Category::Mutation)
-            .resource("invoice", "inv_2025_0042")
-            .failure("permission denied: invoices are immutable after issue")
-            .emit()
-    })?;
+    let refused =
+        request_scope("globex", billing_bot, "10.0.4.17", "req_0101").in_scope(|| delete_invoice("inv_2025_0042"));
+    assert!(refused.is_err());
     Ok(())
 }

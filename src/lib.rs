@@ -3,7 +3,8 @@
 //!
 //! This is the one crate applications depend on. It re-exports the runtime
 //! ([`audit_runtime`]): the event model, the ambient [`AuditScope`], the [`AuditLayer`] for
-//! `tracing`, the chained [`FileStore`], verification and export.
+//! `tracing`, the chained [`FileStore`], verification and export; and the macros: the
+//! [`macro@audited`] attribute and the [`derive@AuditModel`] derive.
 //!
 //! ```
 //! use audit::{Actor, AuditEvent, AuditLayer, AuditScope, AuthMethod, Category, FileStore};
@@ -31,4 +32,47 @@
 //! # Ok(()) }
 //! ```
 
+//!
+//! Annotated fns record their event themselves, with the outcome, and the action is checked at
+//! compile time against the vocabulary file `audit.toml` (found from the crate's directory
+//! upwards):
+//!
+//! ```
+//! use audit::audited;
+//!
+//! #[derive(Debug)]
+//! pub struct BillingError(&'static str);
+//! impl std::fmt::Display for BillingError {
+//!     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+//!         f.write_str(self.0)
+//!     }
+//! }
+//!
+//! /// `Ok` is recorded as a success, `Err` as a failure with its `Display`, a panic or a
+//! /// dropped future as a failure too. Arguments are recorded only when named.
+//! #[audited(action = "billing.update", resource = "customer", id = customer_id)]
+//! async fn update_billing(customer_id: &str, plan: &str) -> Result<(), BillingError> {
+//!     if plan.is_empty() { Err("no plan") } else { Ok(()) }.map_err(BillingError)
+//! }
+//!
+//! # async fn handler() -> Result<(), BillingError> {
+//! update_billing("cust_abc123", "pro").await
+//! # }
+//! ```
+//!
+//! `#[audited(action = "biling.update")]` does not compile: "unknown audit action
+//! `biling.update`: did you mean `billing.update`?".
+
 pub use audit_runtime::*;
+
+pub use audit_macros::{AuditModel, audited};
+
+mod support;
+
+/// Support for the expansions of `#[audited]` and `#[derive(AuditModel)]`: the only paths they
+/// name, so that a crate depending on `audit` alone compiles them. Not a public API: it may
+/// change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::support::*;
+}

@@ -1,18 +1,26 @@
 //! Every kind of record the writer produces validates against the published JSON Schema.
 
-use audit::{Actor, ActorType, AuditEvent, AuditLayer, AuditScope, AuthMethod, Category, FailureMode, FileStore, REDACTED};
+use audit::{
+    Actor, ActorType, AuditEvent, AuditLayer, AuditScope, AuthMethod, Category, FailureMode, FileStore, REDACTED,
+};
 use serde_json::json;
 use tracing_subscriber::prelude::*;
 
 fn schema() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/audit-event.v1.schema.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schema/audit-event.v1.schema.json"
+    ))
+    .unwrap();
     jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).expect("the schema compiles")
 }
 
 #[test]
 fn every_record_shape_validates_against_the_schema() {
     let dir = tempfile::tempdir().unwrap();
-    let (layer, guard) = AuditLayer::builder(FileStore::open(dir.path()).unwrap()).build().unwrap();
+    let (layer, guard) = AuditLayer::builder(FileStore::open(dir.path()).unwrap())
+        .build()
+        .unwrap();
     let subscriber = tracing_subscriber::registry().with(layer);
     let actors = [
         Actor::user("usr_1", AuthMethod::Password),
@@ -32,7 +40,10 @@ fn every_record_shape_validates_against_the_schema() {
                 let event = match i % 4 {
                     0 => event,
                     1 => event.resource("customer", "cust_1").failure("denied"),
-                    2 => event.tenant("acme").context("ip", "2001:db8::1").context("region", "eu-west-1"),
+                    2 => event
+                        .tenant("acme")
+                        .context("ip", "2001:db8::1")
+                        .context("region", "eu-west-1"),
                     _ => event.tenant("globex").resource("invoice", 42).changes(
                         Some(json!({"amount": 10, "card": REDACTED})),
                         Some(json!({"amount": 12, "card": REDACTED})),
@@ -47,10 +58,16 @@ fn every_record_shape_validates_against_the_schema() {
             .context("user_agent", "curl/8")
             .context("request_id", "r")
             .context("session_id", "s")
-            .in_scope(|| AuditEvent::new("user.logout", Category::Authentication).changes(None, None).emit_with(FailureMode::Refuse))
+            .in_scope(|| {
+                AuditEvent::new("user.logout", Category::Authentication)
+                    .changes(None, None)
+                    .emit_with(FailureMode::Refuse)
+            })
             .unwrap();
         // No actor at all.
-        AuditEvent::new("system.start", Category::Admin).emit_with(FailureMode::Refuse).unwrap();
+        AuditEvent::new("system.start", Category::Admin)
+            .emit_with(FailureMode::Refuse)
+            .unwrap();
     });
     guard.shutdown().unwrap();
 
@@ -60,7 +77,10 @@ fn every_record_shape_validates_against_the_schema() {
         for file in files {
             for (n, line) in std::fs::read_to_string(&file).unwrap().lines().enumerate() {
                 let value: serde_json::Value = serde_json::from_str(line).unwrap();
-                let errors: Vec<String> = validator.iter_errors(&value).map(|e| format!("{e} at {}", e.instance_path())).collect();
+                let errors: Vec<String> = validator
+                    .iter_errors(&value)
+                    .map(|e| format!("{e} at {}", e.instance_path()))
+                    .collect();
                 assert!(errors.is_empty(), "{}:{}: {errors:?}\n{line}", file.display(), n + 1);
                 checked += 1;
             }

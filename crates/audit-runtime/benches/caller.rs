@@ -35,10 +35,15 @@ fn caller(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     // A queue deep enough that each measured batch fits: this measures the hand-off, and
     // the flush between batches (not timed) lets the writer catch up.
-    let (layer, guard) = AuditLayer::builder(FileStore::open(dir.path()).unwrap()).capacity(1 << 16).build().unwrap();
+    let (layer, guard) = AuditLayer::builder(FileStore::open(dir.path()).unwrap())
+        .capacity(1 << 16)
+        .build()
+        .unwrap();
     let subscriber = tracing_subscriber::registry().with(layer);
     tracing::subscriber::with_default(subscriber, || {
-        let scope = AuditScope::new().actor(Actor::user("usr_123", AuthMethod::Sso)).tenant("acme");
+        let scope = AuditScope::new()
+            .actor(Actor::user("usr_123", AuthMethod::Sso))
+            .tenant("acme");
         let _entered = scope.enter();
         group.bench_function("audit_emit", |b| {
             b.iter_custom(|iters| {

@@ -14,7 +14,9 @@ const EVENTS: u64 = 100_000;
 
 fn verify(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let (layer, guard) = AuditLayer::builder(FileStore::open(dir.path()).unwrap()).build().unwrap();
+    let (layer, guard) = AuditLayer::builder(FileStore::open(dir.path()).unwrap())
+        .build()
+        .unwrap();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         for i in 0..EVENTS {
             AuditEvent::new("customer_record.read", Category::DataAccess)
@@ -32,7 +34,11 @@ fn verify(c: &mut Criterion) {
     let segment = dir.path().join("chains/acme/00000000000000000001.jsonl");
     let data = std::fs::read(&segment).unwrap();
     let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
-    println!("verify bench: {} lines, {:.0} bytes/line", lines.len(), data.len() as f64 / lines.len() as f64);
+    println!(
+        "verify bench: {} lines, {:.0} bytes/line",
+        lines.len(),
+        data.len() as f64 / lines.len() as f64
+    );
 
     let mut group = c.benchmark_group("verify");
     group.measurement_time(Duration::from_secs(5));
@@ -51,7 +57,14 @@ fn verify(c: &mut Criterion) {
         b.iter(|| {
             let mut verifier = Verifier::new(false);
             for (i, line) in lines.iter().enumerate() {
-                verifier.push(line, || Location { path: segment.clone(), line: i as u64 + 1 }, true);
+                verifier.push(
+                    line,
+                    || Location {
+                        path: segment.clone(),
+                        line: i as u64 + 1,
+                    },
+                    true,
+                );
             }
             let report = verifier.finish();
             assert!(report.is_ok());

@@ -73,11 +73,18 @@ fn writer(c: &mut Criterion) {
                 let dispatch = dispatch.clone();
                 std::thread::spawn(move || {
                     tracing::dispatcher::with_default(&dispatch, || {
-                        let scope = AuditScope::new().actor(Actor::user("usr_123", AuthMethod::Sso)).tenant("acme");
+                        let scope = AuditScope::new()
+                            .actor(Actor::user("usr_123", AuthMethod::Sso))
+                            .tenant("acme");
                         let _entered = scope.enter();
                         for _ in 0..iters * BATCH {
-                            let mut event = AuditEvent::new("billing.update", Category::Mutation).resource("customer", "cust_abc123");
-                            for (k, v) in [("ip", "203.0.113.7"), ("user_agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"), ("request_id", "req_9f2c4a1b")] {
+                            let mut event = AuditEvent::new("billing.update", Category::Mutation)
+                                .resource("customer", "cust_abc123");
+                            for (k, v) in [
+                                ("ip", "203.0.113.7"),
+                                ("user_agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"),
+                                ("request_id", "req_9f2c4a1b"),
+                            ] {
                                 event = event.context(k, v);
                             }
                             event.emit_with(FailureMode::Refuse).unwrap();

@@ -87,10 +87,7 @@ pub fn check_continues(head: Option<&ChainHead>, records: &[StoredRecord]) -> Re
             ));
         }
         if ts.is_some_and(|t| r.timestamp < t) {
-            return Err(format!(
-                "chain `{}`: seq {} goes back in time",
-                r.chain, r.seq
-            ));
+            return Err(format!("chain `{}`: seq {} goes back in time", r.chain, r.seq));
         }
         (seq, hash, ts) = (r.seq, r.hash, Some(r.timestamp));
     }
@@ -188,11 +185,7 @@ pub fn copy(
     }
     let mut have: HashSet<SealKey> = sink.stored_seals()?.iter().map(SealKey::of).collect();
     let mut seals_added = 0;
-    let wanted = |chain: &str| {
-        opts.chains
-            .as_ref()
-            .is_none_or(|c| c.iter().any(|x| x == chain))
-    };
+    let wanted = |chain: &str| opts.chains.as_ref().is_none_or(|c| c.iter().any(|x| x == chain));
 
     // Purge seals first: they tell the destination where a purged chain resumes.
     let purges: Vec<StoredSeal> = src_seals
@@ -293,10 +286,7 @@ pub fn copy(
     sink.sync()?;
 
     // Plain seals after the records they vouch for, and only those the destination now reaches.
-    let reached: HashMap<&str, u64> = chains
-        .iter()
-        .map(|c| (c.chain.as_str(), c.head_seq))
-        .collect();
+    let reached: HashMap<&str, u64> = chains.iter().map(|c| (c.chain.as_str(), c.head_seq)).collect();
     let rest: Vec<StoredSeal> = src_seals
         .iter()
         .filter(|s| !s.purged && !have.contains(&SealKey::of(s)))
@@ -358,18 +348,11 @@ impl FileSink {
 
     /// Opens the store in `dir` with these options (segment size, seals directory).
     pub fn with_options(dir: impl AsRef<Path>, opts: FileStoreOptions) -> Result<Self, StoreError> {
-        let seals_dir = opts
-            .seals_dir
-            .clone()
-            .unwrap_or_else(|| dir.as_ref().join("seals"));
+        let seals_dir = opts.seals_dir.clone().unwrap_or_else(|| dir.as_ref().join("seals"));
         let max_segment_bytes = opts.max_segment_bytes;
         let mut store = FileStore::with_options(dir, opts)?;
         // Opening the chains repairs any torn last line first.
-        let heads = store
-            .heads()?
-            .into_iter()
-            .map(|h| (h.chain.clone(), h))
-            .collect();
+        let heads = store.heads()?.into_iter().map(|h| (h.chain.clone(), h)).collect();
         Ok(FileSink {
             store,
             seals_dir,
@@ -391,9 +374,7 @@ impl FileSink {
         };
         if let Some(prev) = previous {
             // Earlier segments are never written again: read-only, as after a rotation.
-            let mut perms = fs::metadata(&prev)
-                .map_err(StoreError::io(&prev))?
-                .permissions();
+            let mut perms = fs::metadata(&prev).map_err(StoreError::io(&prev))?.permissions();
             perms.set_readonly(true);
             fs::set_permissions(&prev, perms).map_err(StoreError::io(&prev))?;
         }
@@ -531,11 +512,14 @@ pub fn event_batch(chain: &str, events: impl IntoIterator<Item = AuditEvent>) ->
     let mut batch = ChainBatch::new(chain);
     for event in events {
         let micros = event.timestamp.unix_micros().max(0) as u64;
-        let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-            &ctx,
-            micros / 1_000_000,
-            (micros % 1_000_000) as u32 * 1000,
-        ));
+        // An id fixed by the caller (an outbox relay) is kept, as the writer does.
+        let id = event.fixed_id().unwrap_or_else(|| {
+            uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+                &ctx,
+                micros / 1_000_000,
+                (micros % 1_000_000) as u32 * 1000,
+            ))
+        });
         let context = (!event.context.is_empty()).then_some(&event.context);
         batch.push(
             id,
@@ -572,11 +556,7 @@ pub fn append_events<S: Store + ?Sized>(
     if by_chain.is_empty() {
         return Ok(Vec::new());
     }
-    let heads: HashMap<String, ChainHead> = store
-        .heads()?
-        .into_iter()
-        .map(|h| (h.chain.clone(), h))
-        .collect();
+    let heads: HashMap<String, ChainHead> = store.heads()?.into_iter().map(|h| (h.chain.clone(), h)).collect();
     let mut out = Vec::new();
     for (chain, events) in by_chain {
         let mut head = heads.get(&chain).cloned().unwrap_or_else(|| ChainHead {

@@ -101,7 +101,7 @@ impl AuditEvent {
         let undelivered = match claim {
             Some(claim) => match claim.shared.send(self, AuditScope::current(), claim.span) {
                 Ok(()) => return Ok(()),
-                Err(event) => event,
+                Err(back) => back.into_event(),
             },
             None => self,
         };
@@ -112,7 +112,11 @@ impl AuditEvent {
 fn dispatch(event: &AuditEvent) -> Option<Claim> {
     let outer_armed = ARMED.with(|a| a.replace(true));
     let outer_claim = CLAIM.with(|c| c.borrow_mut().take());
-    let status = if event.outcome.is_success() { "success" } else { "failure" };
+    let status = if event.outcome.is_success() {
+        "success"
+    } else {
+        "failure"
+    };
     tracing::event!(
         target: "audit",
         tracing::Level::INFO,
@@ -142,7 +146,9 @@ fn report_undelivered(event: &AuditEvent, mode: FailureMode) -> Result<(), Audit
     }
     match mode {
         FailureMode::Warn => Ok(()),
-        FailureMode::Refuse => Err(AuditError::Undelivered { action: event.action.to_string() }),
+        FailureMode::Refuse => Err(AuditError::Undelivered {
+            action: event.action.to_string(),
+        }),
     }
 }
 

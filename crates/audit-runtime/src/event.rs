@@ -87,7 +87,13 @@ impl Actor {
 
     /// An actor of any kind.
     pub fn new(kind: ActorType, id: impl Into<String>, auth: AuthMethod) -> Self {
-        Actor { kind, id: id.into(), auth, name: None, impersonator: None }
+        Actor {
+            kind,
+            id: id.into(),
+            auth,
+            name: None,
+            impersonator: None,
+        }
     }
 
     /// Sets the display name.
@@ -160,17 +166,20 @@ impl fmt::Display for Category {
 /// The object acted upon.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resource {
-    /// Kind of resource (`customer`, `invoice`).
+    /// Kind of resource (`customer`, `invoice`): usually a literal, so it is not copied.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: Cow<'static, str>,
     /// Identifier of the resource.
     pub id: String,
 }
 
 impl Resource {
     /// A resource of `kind` identified by `id`.
-    pub fn new(kind: impl Into<String>, id: impl fmt::Display) -> Self {
-        Resource { kind: kind.into(), id: id.to_string() }
+    pub fn new(kind: impl Into<Cow<'static, str>>, id: impl fmt::Display) -> Self {
+        Resource {
+            kind: kind.into(),
+            id: id.to_string(),
+        }
     }
 }
 
@@ -295,6 +304,7 @@ pub struct AuditEvent {
     pub(crate) context: Context,
     pub(crate) tenant: Option<String>,
     pub(crate) changes: Option<Changes>,
+    pub(crate) id: Option<uuid::Uuid>,
 }
 
 impl AuditEvent {
@@ -311,7 +321,20 @@ impl AuditEvent {
             context: Context::default(),
             tenant: None,
             changes: None,
+            id: None,
         }
+    }
+
+    /// Fixes the event's id (a UUIDv7) instead of letting the writer assign one: an outbox
+    /// relay uses it to deliver each event exactly once.
+    pub fn with_id(mut self, id: uuid::Uuid) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// The id fixed with [`with_id`](Self::with_id), if any.
+    pub fn fixed_id(&self) -> Option<uuid::Uuid> {
+        self.id
     }
 
     /// Sets the actor, overriding the ambient one.
@@ -321,8 +344,16 @@ impl AuditEvent {
     }
 
     /// Sets the resource acted upon.
-    pub fn resource(mut self, kind: impl Into<String>, id: impl fmt::Display) -> Self {
+    pub fn resource(mut self, kind: impl Into<Cow<'static, str>>, id: impl fmt::Display) -> Self {
         self.resource = Some(Resource::new(kind, id));
+        self
+    }
+
+    /// Sets the resource acted upon from a [`Resource`] built earlier (by `#[audited]`,
+    /// before the fn's body runs).
+    #[inline]
+    pub fn with_resource(mut self, resource: Resource) -> Self {
+        self.resource = Some(resource);
         self
     }
 

@@ -66,6 +66,9 @@ pub struct ExportSummary {
     pub read: u64,
     /// Records written.
     pub written: u64,
+    /// Last lines without their newline, skipped: torn by a crash or still being written by
+    /// a live writer, so never acknowledged.
+    pub torn: u64,
 }
 
 /// Error of an export: a store problem or an unreadable record, naming file and line.
@@ -91,13 +94,39 @@ pub enum ExportError {
 
 /// The CSV header.
 pub const CSV_COLUMNS: [&str; 24] = [
-    "id", "chain", "seq", "timestamp", "actor_type", "actor_id", "actor_auth", "actor_name",
-    "impersonator", "action", "category", "resource_type", "resource_id", "outcome", "reason", "ip",
-    "user_agent", "request_id", "session_id", "trace_id", "tenant", "changes", "prev_hash", "hash",
+    "id",
+    "chain",
+    "seq",
+    "timestamp",
+    "actor_type",
+    "actor_id",
+    "actor_auth",
+    "actor_name",
+    "impersonator",
+    "action",
+    "category",
+    "resource_type",
+    "resource_id",
+    "outcome",
+    "reason",
+    "ip",
+    "user_agent",
+    "request_id",
+    "session_id",
+    "trace_id",
+    "tenant",
+    "changes",
+    "prev_hash",
+    "hash",
 ];
 
 /// Exports the records behind `paths` that match `filter` into `out`.
-pub fn export_paths<P: AsRef<Path>>(paths: &[P], filter: &Filter, format: Format, out: impl Write) -> Result<ExportSummary, ExportError> {
+pub fn export_paths<P: AsRef<Path>>(
+    paths: &[P],
+    filter: &Filter,
+    format: Format,
+    out: impl Write,
+) -> Result<ExportSummary, ExportError> {
     let inputs = Inputs::collect(paths)?;
     let mut writer = Writer::new(format, out)?;
     let mut summary = ExportSummary::default();
@@ -107,8 +136,14 @@ pub fn export_paths<P: AsRef<Path>>(paths: &[P], filter: &Filter, format: Format
         let mut failure = None;
         for_each_line(
             &source.path,
-            |line, number, _| {
+            |line, number, had_newline| {
                 if failure.is_some() || line.is_empty() {
+                    return Ok(());
+                }
+                // Exporting from a live store may catch the writer mid-line: that record is
+                // not committed yet, so it is left out instead of failing the export.
+                if !had_newline {
+                    summary.torn += 1;
                     return Ok(());
                 }
                 summary.read += 1;
@@ -193,7 +228,7 @@ where
 enum Writer<W: Write> {
     Lines(W),
     Array(W, bool),
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
 }
 
 impl<W: Write> Writer<W> {
@@ -205,9 +240,11 @@ impl<W: Write> Writer<W> {
                 Writer::Array(out, true)
             }
             Format::Csv => {
-                let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(out);
+                let mut w = csv::WriterBuilder::new()
+                    .terminator(csv::Terminator::CRLF)
+                    .from_writer(out);
                 w.write_record(CSV_COLUMNS).map_err(csv_error)?;
-                Writer::Csv(w)
+                Writer::Csv(Box::new(w))
             }
         })
     }
@@ -225,7 +262,8 @@ impl<W: Write> Writer<W> {
             }
             Writer::Csv(w) => {
                 let r = record.expect("CSV rows are parsed");
-                w.write_record(csv_row(r).iter().map(|c| neutralise(c).into_owned())).map_err(csv_error)?;
+                w.write_record(csv_row(r).iter().map(|c| neutralise(c).into_owned()))
+                    .map_err(csv_error)?;
             }
         }
         Ok(())
@@ -245,11 +283,21 @@ impl<W: Write> Writer<W> {
 }
 
 fn csv_error(e: csv::Error) -> ExportError {
-    ExportError::Output(std::io::Error::other(e))
+    // Keep an I/O error as it is, so that callers can tell a closed pipe from a failure.
+    if !e.is_io_error() {
+        return ExportError::Output(std::io::Error::other(e));
+    }
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => ExportError::Output(e),
+        _ => unreachable!("checked to be an I/O error"),
+    }
 }
 
 fn text<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn csv_row(r: &Record) -> Vec<String> {
@@ -270,7 +318,7 @@ fn csv_row(r: &Record) -> Vec<String> {
         r.actor.impersonator.as_ref().map(|i| i.id.clone()).unwrap_or_default(),
         r.action.clone(),
         r.category.to_string(),
-        r.resource.as_ref().map(|x| x.kind.clone()).unwrap_or_default(),
+        r.resource.as_ref().map(|x| x.kind.to_string()).unwrap_or_default(),
         r.resource.as_ref().map(|x| x.id.clone()).unwrap_or_default(),
         outcome.to_owned(),
         reason,
@@ -280,7 +328,10 @@ fn csv_row(r: &Record) -> Vec<String> {
         ctx.session_id.unwrap_or_default(),
         ctx.trace_id.unwrap_or_default(),
         r.tenant.clone().unwrap_or_default(),
-        r.changes.as_ref().map(|c| serde_json::to_string(c).expect("values serialize")).unwrap_or_default(),
+        r.changes
+            .as_ref()
+            .map(|c| serde_json::to_string(c).expect("values serialize"))
+            .unwrap_or_default(),
         r.prev_hash.to_string(),
         r.hash.to_string(),
     ]
@@ -308,7 +359,10 @@ mod tests {
 
     #[test]
     fn action_prefixes_match_whole_segments() {
-        let f = Filter { action: Some("billing.*".into()), ..Filter::default() };
+        let f = Filter {
+            action: Some("billing.*".into()),
+            ..Filter::default()
+        };
         assert!(f.action_matches("billing.update"));
         assert!(f.action_matches("billing.card.update"));
         assert!(!f.action_matches("billingx.update"));

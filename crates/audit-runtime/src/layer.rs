@@ -30,7 +30,9 @@ pub struct AuditLayer {
 
 impl fmt::Debug for AuditLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuditLayer").field("healthy", &self.is_healthy()).finish()
+        f.debug_struct("AuditLayer")
+            .field("healthy", &self.is_healthy())
+            .finish()
     }
 }
 
@@ -57,7 +59,10 @@ impl SpanCapture {
                 tenant.clone_from(&span.tenant);
             }
         }
-        context.extra.entry("span_id".to_owned()).or_insert_with(|| format!("{:016x}", self.span_id));
+        context
+            .extra
+            .entry("span_id".to_owned())
+            .or_insert_with(|| format!("{:016x}", self.span_id));
     }
 }
 
@@ -122,7 +127,10 @@ where
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: LayerContext<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
-        let mut fields = ext.get_mut::<Arc<SpanFields>>().map(|f| (**f).clone()).unwrap_or_default();
+        let mut fields = ext
+            .get_mut::<Arc<SpanFields>>()
+            .map(|f| (**f).clone())
+            .unwrap_or_default();
         values.record(&mut fields);
         if !fields.is_empty() {
             ext.replace(Arc::new(fields));
@@ -142,9 +150,15 @@ where
                     .scope()
                     .filter_map(|s| s.extensions().get::<Arc<SpanFields>>().cloned())
                     .collect();
-                SpanCapture { span_id: leaf.id().into_u64(), fields }
+                SpanCapture {
+                    span_id: leaf.id().into_u64(),
+                    fields,
+                }
             });
-            Some(Claim { shared: Arc::clone(&self.shared), span })
+            Some(Claim {
+                shared: Arc::clone(&self.shared),
+                span,
+            })
         });
     }
 }

@@ -28,10 +28,10 @@
 //! # Ok(()) }
 //! ```
 
+pub mod copy;
 mod emit;
 mod error;
 mod event;
-pub mod copy;
 pub mod export;
 mod layer;
 pub mod model;
@@ -46,7 +46,9 @@ mod writer;
 
 pub use emit::{FailureMode, ensure_sink, failure_mode, set_failure_mode, sink_is_healthy, undelivered_count};
 pub use error::{AuditError, StoreError};
-pub use event::{Actor, ActorRef, ActorType, AuditEvent, AuthMethod, Category, Changes, Context, Outcome, REDACTED, Resource};
+pub use event::{
+    Actor, ActorRef, ActorType, AuditEvent, AuthMethod, Category, Changes, Context, Outcome, REDACTED, Resource,
+};
 pub use layer::AuditLayer;
 pub use model::AuditModel;
 pub use record::{ChainHash, Record};

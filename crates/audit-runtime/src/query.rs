@@ -370,8 +370,7 @@ struct OutcomeLine {
 impl Indexed {
     /// Reads the indexed members of a stored line (skipping everything else).
     pub fn from_line(line: &[u8]) -> Result<Self, Malformed> {
-        let l: IndexedLine = serde_json::from_slice(line)
-            .map_err(|e| Malformed(format!("not a valid record: {e}")))?;
+        let l: IndexedLine = serde_json::from_slice(line).map_err(|e| Malformed(format!("not a valid record: {e}")))?;
         Ok(Indexed {
             id: l.id,
             tenant: l.tenant,
@@ -392,7 +391,7 @@ impl Indexed {
             action: e.action.to_string(),
             category: e.category,
             actor_id: e.actor.id.clone(),
-            resource_type: e.resource.as_ref().map(|r| r.kind.clone()),
+            resource_type: e.resource.as_ref().map(|r| r.kind.to_string()),
             resource_id: e.resource.as_ref().map(|r| r.id.clone()),
             outcome: if e.outcome.is_success() {
                 OutcomeStatus::Success
@@ -426,8 +425,7 @@ impl StoredRecord {
     pub fn from_line(line: Vec<u8>) -> Result<Self, Malformed> {
         let view = LineView::parse(&line)?;
         let timestamp = Timestamp::parse(view.timestamp).map_err(Malformed)?;
-        let (chain, seq, prev_hash, hash) =
-            (view.chain.into_owned(), view.seq, view.prev_hash, view.hash);
+        let (chain, seq, prev_hash, hash) = (view.chain.into_owned(), view.seq, view.prev_hash, view.hash);
         Ok(StoredRecord {
             chain,
             seq,
@@ -493,6 +491,41 @@ pub trait RecordSource {
     fn seals(&mut self) -> Result<Vec<StoredSeal>, StoreError>;
 }
 
+/// Where a store is, as written on a command line: `sqlite://PATH`, `postgres://...` (or
+/// `postgresql://...`), or a file store directory. The SQL stores live in their own crates
+/// (`audit-sqlite`, `audit-postgres`); a program that links them opens the right one by this.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A file store directory.
+    Files(PathBuf),
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL, `?schema=NAME` included when given.
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// Reads a location; anything that is not a known URL scheme is a directory path.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(path) = text.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(format!("`{text}`: no database file after sqlite://"));
+            }
+            return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(StoreLocation::Postgres(text.to_owned()));
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            return Err(format!(
+                "`{text}`: unknown store scheme `{scheme}` (use sqlite://, postgres:// or a directory)"
+            ));
+        }
+        Ok(StoreLocation::Files(PathBuf::from(text)))
+    }
+}
+
 /// One page of results and the cursor of the next page (`None` when this was the last).
 #[derive(Clone, Debug, Default)]
 pub struct Page {
@@ -518,10 +551,7 @@ pub fn page(source: &mut dyn RecordSource, query: &Query) -> Result<Page, StoreE
 
 /// Verifies every chain of `source` from its start (or from a purge seal) against its seals:
 /// the same checks as [`verify_paths`](crate::verify::verify_paths) for a store directory.
-pub fn verify_source(
-    source: &mut dyn RecordSource,
-    opts: &VerifyOptions,
-) -> Result<VerifyReport, StoreError> {
+pub fn verify_source(source: &mut dyn RecordSource, opts: &VerifyOptions) -> Result<VerifyReport, StoreError> {
     let mut verifier = crate::verify::Verifier::new(opts.strict);
     let origin = PathBuf::from(format!("{} (seals)", source.describe()));
     for (n, s) in source.seals()?.into_iter().enumerate() {
@@ -580,10 +610,7 @@ impl FileSource {
     }
 
     /// Reads the store in `dir` whose seals are kept in `seals_dir`.
-    pub fn with_seals_dir(
-        dir: impl AsRef<Path>,
-        seals_dir: impl AsRef<Path>,
-    ) -> Result<Self, StoreError> {
+    pub fn with_seals_dir(dir: impl AsRef<Path>, seals_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref().to_path_buf();
         if !crate::store::file::is_store_dir(&dir) {
             return Err(StoreError::Config(format!(
@@ -614,20 +641,13 @@ impl FileSource {
         let segs = self.chain_segments(chain)?;
         let q = q.clone();
         Ok(match q.order {
-            Order::OldestFirst => {
-                Box::new(ForwardChain::new(segs, &q, 0)?.filter_map(move |r| filter_record(r, &q)))
-            }
-            Order::NewestFirst => {
-                Box::new(BackwardChain::new(segs, &q)?.filter_map(move |r| filter_record(r, &q)))
-            }
+            Order::OldestFirst => Box::new(ForwardChain::new(segs, &q, 0)?.filter_map(move |r| filter_record(r, &q))),
+            Order::NewestFirst => Box::new(BackwardChain::new(segs, &q)?.filter_map(move |r| filter_record(r, &q))),
         })
     }
 }
 
-fn filter_record(
-    r: Result<StoredRecord, StoreError>,
-    q: &Query,
-) -> Option<Result<StoredRecord, StoreError>> {
+fn filter_record(r: Result<StoredRecord, StoreError>, q: &Query) -> Option<Result<StoredRecord, StoreError>> {
     let r = match r {
         Ok(r) => r,
         Err(e) => return Some(Err(e)),
@@ -661,9 +681,9 @@ impl RecordSource for FileSource {
         let segs = self.chain_segments(chain)?;
         let after = after_seq;
         let reader = ForwardChain::new(segs, &Query::default(), after)?;
-        Ok(Box::new(reader.filter(move |r| {
-            r.as_ref().map_or(true, |r| r.seq > after)
-        })))
+        Ok(Box::new(
+            reader.filter(move |r| r.as_ref().map_or(true, |r| r.seq > after)),
+        ))
     }
 
     fn query(&mut self, query: &Query) -> Result<Records<'_>, StoreError> {
@@ -921,9 +941,9 @@ impl BackwardChain {
     fn new(mut segs: Vec<PathBuf>, q: &Query) -> Result<Self, StoreError> {
         let to = match (&q.after, q.order) {
             // Records at the cursor's time may still follow it (other chains, same micro).
-            (Some(c), Order::NewestFirst) => q.to.min(Some(Timestamp::from_unix_micros(
-                c.timestamp.unix_micros() + 1,
-            ))),
+            (Some(c), Order::NewestFirst) => {
+                q.to.min(Some(Timestamp::from_unix_micros(c.timestamp.unix_micros() + 1)))
+            }
             _ => q.to,
         };
         if let Some(to) = to {
@@ -1130,9 +1150,7 @@ where
         if self.exhausted {
             return None;
         }
-        let want = self
-            .remaining
-            .map_or(self.page_size, |n| n.min(self.page_size));
+        let want = self.remaining.map_or(self.page_size, |n| n.min(self.page_size));
         match (self.fetch)(self.last.as_ref(), want) {
             Err(e) => {
                 self.exhausted = true;
@@ -1172,17 +1190,32 @@ mod tests {
     }
 
     #[test]
+    fn store_locations() {
+        assert_eq!(
+            StoreLocation::parse("sqlite:///var/a.db"),
+            Ok(StoreLocation::Sqlite("/var/a.db".into()))
+        );
+        assert_eq!(
+            StoreLocation::parse("sqlite://rel.db"),
+            Ok(StoreLocation::Sqlite("rel.db".into()))
+        );
+        let pg = "postgres://u@h/db?schema=audit";
+        assert_eq!(StoreLocation::parse(pg), Ok(StoreLocation::Postgres(pg.into())));
+        assert_eq!(
+            StoreLocation::parse("./logs"),
+            Ok(StoreLocation::Files("./logs".into()))
+        );
+        assert!(StoreLocation::parse("mysql://x").is_err());
+    }
+
+    #[test]
     fn action_prefixes_match_whole_segments() {
         let q = Query::new().action("billing.*");
         assert!(q.action_matches("billing.update"));
         assert!(q.action_matches("billing.card.update"));
         assert!(!q.action_matches("billingx.update"));
         assert!(!q.action_matches("billing"));
-        assert!(
-            Query::new()
-                .action("billing.update")
-                .action_matches("billing.update")
-        );
+        assert!(Query::new().action("billing.update").action_matches("billing.update"));
     }
 
     #[test]

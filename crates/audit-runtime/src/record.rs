@@ -64,8 +64,7 @@ impl Serialize for ChainHash {
 impl<'de> Deserialize<'de> for ChainHash {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        ChainHash::from_hex(text.as_bytes())
-            .ok_or_else(|| serde::de::Error::custom("expected 64 lowercase hex digits"))
+        ChainHash::from_hex(text.as_bytes()).ok_or_else(|| serde::de::Error::custom("expected 64 lowercase hex digits"))
     }
 }
 
@@ -116,7 +115,8 @@ impl<'a> LineView<'a> {
         if !prev.starts_with(br#","prev_hash":""#) || prev[PREV_SUFFIX_LEN - 1] != b'"' {
             return Err(bad("`prev_hash` is not the member before `hash`"));
         }
-        let prev_hash = ChainHash::from_hex(&prev[14..78]).ok_or_else(|| bad("`prev_hash` is not 64 lowercase hex digits"))?;
+        let prev_hash =
+            ChainHash::from_hex(&prev[14..78]).ok_or_else(|| bad("`prev_hash` is not 64 lowercase hex digits"))?;
 
         let rest = line
             .strip_prefix(br#"{"v":1,"id":""#)
@@ -124,9 +124,13 @@ impl<'a> LineView<'a> {
         if rest.len() < 37 || rest[36] != b'"' {
             return Err(bad("`id` is not a hyphenated UUID"));
         }
-        let rest = rest[37..].strip_prefix(br#","chain":"#).ok_or_else(|| bad("`chain` does not follow `id`"))?;
+        let rest = rest[37..]
+            .strip_prefix(br#","chain":"#)
+            .ok_or_else(|| bad("`chain` does not follow `id`"))?;
         let (chain, rest) = json_string(rest).ok_or_else(|| bad("`chain` is not a JSON string"))?;
-        let rest = rest.strip_prefix(br#","seq":"#).ok_or_else(|| bad("`seq` does not follow `chain`"))?;
+        let rest = rest
+            .strip_prefix(br#","seq":"#)
+            .ok_or_else(|| bad("`seq` does not follow `chain`"))?;
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 || digits > 20 || (digits > 1 && rest[0] == b'0') {
             return Err(bad("`seq` is not an unsigned integer"));
@@ -144,12 +148,18 @@ impl<'a> LineView<'a> {
         if rest.len() < TIMESTAMP_LEN + 1 || rest[TIMESTAMP_LEN] != b'"' {
             return Err(bad("`timestamp` is not RFC 3339 UTC with six fractional digits"));
         }
-        let timestamp = std::str::from_utf8(&rest[..TIMESTAMP_LEN])
-            .map_err(|_| bad("`timestamp` is not text"))?;
+        let timestamp = std::str::from_utf8(&rest[..TIMESTAMP_LEN]).map_err(|_| bad("`timestamp` is not text"))?;
         if !timestamp_shape(timestamp.as_bytes()) {
             return Err(bad("`timestamp` is not RFC 3339 UTC with six fractional digits"));
         }
-        Ok(LineView { chain, seq, timestamp, prev_hash, hash, body_prefix: &line[..hash_at] })
+        Ok(LineView {
+            chain,
+            seq,
+            timestamp,
+            prev_hash,
+            hash,
+            body_prefix: &line[..hash_at],
+        })
     }
 
     /// SHA-256 of the body (the line without its `hash` member), per Contract 2.
@@ -164,7 +174,9 @@ impl<'a> LineView<'a> {
 fn timestamp_shape(t: &[u8]) -> bool {
     const SHAPE: &[u8; TIMESTAMP_LEN] = b"dddd-dd-ddTdd:dd:dd.ddddddZ";
     t.len() == TIMESTAMP_LEN
-        && t.iter().zip(SHAPE).all(|(b, s)| if *s == b'd' { b.is_ascii_digit() } else { b == s })
+        && t.iter()
+            .zip(SHAPE)
+            .all(|(b, s)| if *s == b'd' { b.is_ascii_digit() } else { b == s })
 }
 
 /// Reads a JSON string token at the start of `bytes`; returns its value and the rest.
@@ -246,7 +258,12 @@ mod tests {
             None,
             None,
         );
-        let mut head = crate::ChainHead { chain: chain.into(), seq: seq - 1, hash: prev, timestamp: Timestamp::from_unix_micros(0) };
+        let mut head = crate::ChainHead {
+            chain: chain.into(),
+            seq: seq - 1,
+            hash: prev,
+            timestamp: Timestamp::from_unix_micros(0),
+        };
         let line = batch.chain_onto(&mut head).to_vec();
         (line, head.hash)
     }
@@ -281,6 +298,11 @@ mod tests {
         assert!(LineView::parse(&line[..line.len() - 3]).unwrap_err().0.contains("hash"));
         assert!(LineView::parse(b"{}").unwrap_err().0.contains("short"));
         let upper = String::from_utf8(line.to_vec()).unwrap().replace("\"v\":1", "\"v\":2");
-        assert!(LineView::parse(upper.as_bytes()).unwrap_err().0.contains("schema version"));
+        assert!(
+            LineView::parse(upper.as_bytes())
+                .unwrap_err()
+                .0
+                .contains("schema version")
+        );
     }
 }

@@ -247,11 +247,7 @@ impl RetentionPlan {
 
     /// Records that would go.
     pub fn records(&self) -> u64 {
-        self.units
-            .iter()
-            .flat_map(|u| &u.chains)
-            .map(ChainRange::records)
-            .sum()
+        self.units.iter().flat_map(|u| &u.chains).map(ChainRange::records).sum()
     }
 
     /// Per chain, the whole range that would go (first unit's first seq to the last unit's
@@ -280,11 +276,7 @@ impl RetentionPlan {
 /// A store whose old records can be purged in whole units.
 pub trait RetentionTarget {
     /// What a purge at `now` would remove: the dry run. Changes nothing.
-    fn plan(
-        &mut self,
-        config: &RetentionConfig,
-        now: Timestamp,
-    ) -> Result<RetentionPlan, StoreError>;
+    fn plan(&mut self, config: &RetentionConfig, now: Timestamp) -> Result<RetentionPlan, StoreError>;
 
     /// Removes the units of `plan` (made by [`plan`](RetentionTarget::plan) on this store),
     /// oldest first, each after the purge seals of its chains are durable. Returns the units
@@ -332,9 +324,7 @@ pub fn purge_event(range: &ChainRange, policy: &Policy, held_count: usize) -> Au
                 "oldest": range.oldest.to_string(),
                 "newest": range.newest.to_string(),
             })),
-            Some(
-                serde_json::json!({ "first_seq": range.last_seq + 1, "blocked_units": held_count }),
-            ),
+            Some(serde_json::json!({ "first_seq": range.last_seq + 1, "blocked_units": held_count })),
         );
     if range.chain != crate::DEFAULT_CHAIN {
         event = event.tenant(range.chain.clone());
@@ -361,11 +351,7 @@ pub fn run(
     }
     let purged = plan.by_chain();
     for range in &purged {
-        record(purge_event(
-            range,
-            config.policy_for(&range.chain),
-            plan.blocked.len(),
-        ))?;
+        record(purge_event(range, config.policy_for(&range.chain), plan.blocked.len()))?;
     }
     let units_removed = target.purge(&plan)?;
     Ok(RetentionOutcome {
@@ -377,9 +363,7 @@ pub fn run(
 
 /// A recorder for [`run`] that appends each event to `store` at once (see
 /// [`append_events`](crate::copy::append_events)), for a store no writer is using here.
-pub fn record_into<S: Store + ?Sized>(
-    store: &mut S,
-) -> impl FnMut(AuditEvent) -> Result<(), AuditError> + '_ {
+pub fn record_into<S: Store + ?Sized>(store: &mut S) -> impl FnMut(AuditEvent) -> Result<(), AuditError> + '_ {
     move |event| {
         crate::copy::append_events(store, [event])
             .map(|_| ())
@@ -406,10 +390,7 @@ impl FileRetention {
     }
 
     /// The store in `dir` with seals in `seals_dir`.
-    pub fn with_seals_dir(
-        dir: impl AsRef<Path>,
-        seals_dir: impl AsRef<Path>,
-    ) -> Result<Self, StoreError> {
+    pub fn with_seals_dir(dir: impl AsRef<Path>, seals_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref().to_path_buf();
         if !crate::store::file::is_store_dir(&dir) {
             return Err(StoreError::Config(format!(
@@ -454,11 +435,7 @@ fn segment_range(path: &Path) -> Result<Option<ChainRange>, StoreError> {
 }
 
 impl RetentionTarget for FileRetention {
-    fn plan(
-        &mut self,
-        config: &RetentionConfig,
-        now: Timestamp,
-    ) -> Result<RetentionPlan, StoreError> {
+    fn plan(&mut self, config: &RetentionConfig, now: Timestamp) -> Result<RetentionPlan, StoreError> {
         let mut plan = RetentionPlan {
             store: self.dir.display().to_string(),
             now,
@@ -476,9 +453,7 @@ impl RetentionTarget for FileRetention {
                 let cutoff = match &cutoff {
                     Ok(c) => *c,
                     Err(why) => {
-                        if range.newest >= config.policy_for(&chain).cutoff(now)
-                            || i + 1 == segs.len()
-                        {
+                        if range.newest >= config.policy_for(&chain).cutoff(now) || i + 1 == segs.len() {
                             break;
                         }
                         plan.blocked.push(Blocked {
@@ -492,8 +467,7 @@ impl RetentionTarget for FileRetention {
                     break;
                 }
                 if i + 1 == segs.len() {
-                    let reason =
-                        "the newest segment of its chain is still being written".to_owned();
+                    let reason = "the newest segment of its chain is still being written".to_owned();
                     plan.blocked.push(Blocked { unit: name, reason });
                     break;
                 }
@@ -551,19 +525,13 @@ mod tests {
         assert_eq!(Policy::preset("pci").unwrap().hot_days, Some(92));
         assert!(Policy::preset("hipaa").unwrap().retain_days >= 6 * 365);
         assert!(Policy::preset("nope").is_none());
-        let cfg = RetentionConfig::default()
-            .tenant("acme", Policy::soc2())
-            .hold("globex");
+        let cfg = RetentionConfig::default().tenant("acme", Policy::soc2()).hold("globex");
         let now = Timestamp::parse("2030-01-01").unwrap();
         assert_eq!(
             cfg.cutoff_for("acme", now).unwrap(),
             Timestamp::parse("2029-01-01").unwrap()
         );
-        assert!(
-            cfg.cutoff_for("globex", now)
-                .unwrap_err()
-                .contains("legal hold")
-        );
+        assert!(cfg.cutoff_for("globex", now).unwrap_err().contains("legal hold"));
         assert_eq!(cfg.policy_for("initech").name, "default");
         let text = serde_json::to_string(&cfg).unwrap();
         assert_eq!(serde_json::from_str::<RetentionConfig>(&text).unwrap(), cfg);

@@ -124,7 +124,10 @@ impl AuditScope {
     /// across `.await`; use [`WithAuditScope::with_audit_scope`] for futures.
     pub fn enter(&self) -> ScopeGuard {
         let previous = CURRENT.with(|c| c.replace(Some(self.clone())));
-        ScopeGuard { previous, _not_send: std::marker::PhantomData }
+        ScopeGuard {
+            previous,
+            _not_send: std::marker::PhantomData,
+        }
     }
 }
 
@@ -171,13 +174,19 @@ impl<F: Future> Future for Scoped<F> {
 pub trait WithAuditScope: Future + Sized {
     /// Polls this future inside `scope`.
     fn with_audit_scope(self, scope: AuditScope) -> Scoped<Self> {
-        Scoped { inner: self, scope: Some(scope) }
+        Scoped {
+            inner: self,
+            scope: Some(scope),
+        }
     }
 
     /// Polls this future inside the scope current now: use it for `tokio::spawn`ed tasks,
     /// which do not inherit the caller's thread-local scope.
     fn in_current_audit_scope(self) -> Scoped<Self> {
-        Scoped { inner: self, scope: AuditScope::current() }
+        Scoped {
+            inner: self,
+            scope: AuditScope::current(),
+        }
     }
 }
 
@@ -194,7 +203,10 @@ mod tests {
             let inner = AuditScope::inherit().context("request_id", "r1");
             assert_eq!(inner.tenant_name(), Some("outer"));
             inner.in_scope(|| {
-                assert_eq!(AuditScope::current().unwrap().context_ref().request_id.as_deref(), Some("r1"));
+                assert_eq!(
+                    AuditScope::current().unwrap().context_ref().request_id.as_deref(),
+                    Some("r1")
+                );
             });
             assert!(AuditScope::current().unwrap().context_ref().request_id.is_none());
         });

@@ -103,7 +103,10 @@ mod tests {
     fn six_fraction_digits_and_z() {
         let t = Timestamp::from_unix_micros(1_795_677_411_123_456);
         assert_eq!(t.to_string(), "2026-11-26T07:16:51.123456Z");
-        assert_eq!(Timestamp::from_unix_micros(0).to_string(), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            Timestamp::from_unix_micros(0).to_string(),
+            "1970-01-01T00:00:00.000000Z"
+        );
         assert_eq!(Timestamp::parse(&t.to_string()).unwrap(), t);
     }
 

@@ -131,7 +131,9 @@ impl VerifyReport {
 
     /// Every damage found: unattributed lines first, then per chain.
     pub fn damages(&self) -> impl Iterator<Item = &Damage> {
-        self.malformed.iter().chain(self.chains.iter().filter_map(|c| c.damage.as_ref()))
+        self.malformed
+            .iter()
+            .chain(self.chains.iter().filter_map(|c| c.damage.as_ref()))
     }
 }
 
@@ -176,7 +178,10 @@ impl Inputs {
             if is_store_dir(path) {
                 let files = store_files(path)?;
                 for (_, segments) in files.chains {
-                    inputs.sources.extend(segments.into_iter().map(|path| Source { path, from_genesis: true }));
+                    inputs.sources.extend(segments.into_iter().map(|path| Source {
+                        path,
+                        from_genesis: true,
+                    }));
                 }
                 inputs.seals.extend(files.seals);
                 inputs.torn.extend(files.torn);
@@ -184,10 +189,16 @@ impl Inputs {
                 let mut found = Vec::new();
                 walk(path, &mut found)?;
                 found.sort();
-                inputs.sources.extend(found.into_iter().map(|path| Source { path, from_genesis: false }));
+                inputs.sources.extend(found.into_iter().map(|path| Source {
+                    path,
+                    from_genesis: false,
+                }));
             } else {
                 std::fs::metadata(path).map_err(StoreError::io(path))?;
-                inputs.sources.push(Source { path: path.to_path_buf(), from_genesis: false });
+                inputs.sources.push(Source {
+                    path: path.to_path_buf(),
+                    from_genesis: false,
+                });
             }
         }
         Ok(inputs)
@@ -195,7 +206,11 @@ impl Inputs {
 
     /// Total size of the record files, for progress reporting.
     pub fn total_bytes(&self) -> u64 {
-        self.sources.iter().filter_map(|s| std::fs::metadata(&s.path).ok()).map(|m| m.len()).sum()
+        self.sources
+            .iter()
+            .filter_map(|s| std::fs::metadata(&s.path).ok())
+            .map(|m| m.len())
+            .sum()
     }
 }
 
@@ -230,7 +245,11 @@ pub(crate) fn for_each_line(
         number += 1;
         progress(n as u64);
         let had_newline = line.last() == Some(&b'\n');
-        let body = if had_newline { &line[..line.len() - 1] } else { &line[..] };
+        let body = if had_newline {
+            &line[..line.len() - 1]
+        } else {
+            &line[..]
+        };
         each(body, number, had_newline)?;
     }
 }
@@ -275,7 +294,10 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier; `strict` also parses every record fully.
     pub fn new(strict: bool) -> Self {
-        Verifier { strict, ..Verifier::default() }
+        Verifier {
+            strict,
+            ..Verifier::default()
+        }
     }
 
     /// Loads seals to check chains against. Malformed seal lines are reported as damage.
@@ -293,14 +315,21 @@ impl Verifier {
                         if is_purge_seal(line) {
                             note_purge(&mut self.purges, &seal);
                         }
-                        let entry = SealEntry { hash: seal.hash, file, line: number };
+                        let entry = SealEntry {
+                            hash: seal.hash,
+                            file,
+                            line: number,
+                        };
                         self.seals.entry(seal.chain).or_default().insert(seal.seq, entry);
                     }
                     Err(e) => self.malformed.push(Damage {
                         kind: DamageKind::Malformed,
                         chain: None,
                         seq: None,
-                        location: Location { path: path.to_path_buf(), line: number },
+                        location: Location {
+                            path: path.to_path_buf(),
+                            line: number,
+                        },
                         detail: format!("not a seal: {e}"),
                     }),
                 }
@@ -319,7 +348,11 @@ impl Verifier {
         if purged {
             note_purge(&mut self.purges, &seal);
         }
-        let entry = SealEntry { hash: seal.hash, file: self.seal_files.len() - 1, line };
+        let entry = SealEntry {
+            hash: seal.hash,
+            file: self.seal_files.len() - 1,
+            line,
+        };
         self.seals.entry(seal.chain).or_default().insert(seal.seq, entry);
     }
 
@@ -395,7 +428,11 @@ impl Verifier {
         }
         let expected = state.last_seq + 1;
         if state.count == 0 && from_genesis && view.seq != 1 && !purged_start {
-            let detail = format!("the chain starts at seq {}: records 1..={} are missing", view.seq, view.seq - 1);
+            let detail = format!(
+                "the chain starts at seq {}: records 1..={} are missing",
+                view.seq,
+                view.seq - 1
+            );
             state.damage = Some(damage(DamageKind::Missing, 1, detail, location()));
             return;
         }
@@ -410,7 +447,10 @@ impl Verifier {
             // position already verified: a duplicate or an inserted record. Only a segment's
             // predecessor (seq below the first one seen) can still be a reorder here.
             let (kind, detail) = if view.seq < state.first_seq {
-                let detail = format!("seq {} appears after seq {}, which follows it", view.seq, state.last_seq);
+                let detail = format!(
+                    "seq {} appears after seq {}, which follows it",
+                    view.seq, state.last_seq
+                );
                 (DamageKind::Reordered, detail)
             } else if view.seq == state.last_seq && view.hash == state.head {
                 (DamageKind::Forged, format!("a duplicate of seq {}", view.seq))
@@ -440,9 +480,13 @@ impl Verifier {
                 // only bounds where the rewrite starts.
                 let since = state.sealed_through.map_or(state.first_seq, |s| s + 1);
                 let detail = format!(
-                    "hash differs from the seal of seq {} ({}:{}, {}): records {since}..={} were rewritten \
-                     with recomputed hashes",
-                    view.seq, self.seal_files[sealed.file].display(), sealed.line, sealed.hash, view.seq
+                    "hash differs from the seal of seq {} ({}:{}, {}): the chain was rewritten with recomputed \
+                     hashes from somewhere in seq {since}..={}",
+                    view.seq,
+                    self.seal_files[sealed.file].display(),
+                    sealed.line,
+                    sealed.hash,
+                    view.seq
                 );
                 state.damage = Some(damage(DamageKind::Forged, view.seq, detail, location()));
                 return;
@@ -490,12 +534,13 @@ impl Verifier {
                     kind: DamageKind::Truncated,
                     chain: Some(chain.clone()),
                     seq: Some(state.last_seq + 1),
-                    location: Location { path: seal_file.clone(), line: seal.line },
+                    location: Location {
+                        path: seal_file.clone(),
+                        line: seal.line,
+                    },
                     detail: format!(
-                        "the chain ends at seq {} but the seal at {}:{} covers seq {sealed_seq}: the newest records were deleted",
-                        state.last_seq,
-                        seal_file.display(),
-                        seal.line
+                        "the chain ends at seq {} but its seal covers seq {sealed_seq}: the newest records were deleted",
+                        state.last_seq
                     ),
                 });
             }
@@ -515,7 +560,12 @@ impl Verifier {
             })
             .collect();
         chains.sort_by(|a, b| a.chain.cmp(&b.chain));
-        VerifyReport { chains, malformed: self.malformed, torn_fragments: Vec::new(), lines: self.lines }
+        VerifyReport {
+            chains,
+            malformed: self.malformed,
+            torn_fragments: Vec::new(),
+            lines: self.lines,
+        }
     }
 }
 
@@ -526,7 +576,11 @@ pub fn verify_paths<P: AsRef<Path>>(paths: &[P], opts: &VerifyOptions) -> Result
 }
 
 /// Verifies `inputs`, calling `progress` with the bytes read as it goes.
-pub fn verify_inputs(inputs: &Inputs, opts: &VerifyOptions, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport, StoreError> {
+pub fn verify_inputs(
+    inputs: &Inputs,
+    opts: &VerifyOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<VerifyReport, StoreError> {
     let mut verifier = Verifier::new(opts.strict);
     // A store's own seals mean whole chains are expected, even if every record file is gone.
     verifier.expect_whole = !inputs.seals.is_empty() || opts.require_genesis;
@@ -538,7 +592,10 @@ pub fn verify_inputs(inputs: &Inputs, opts: &VerifyOptions, progress: &mut dyn F
         for_each_line(
             &source.path,
             |line, number, had_newline| {
-                let location = || Location { path: source.path.clone(), line: number };
+                let location = || Location {
+                    path: source.path.clone(),
+                    line: number,
+                };
                 if !had_newline {
                     verifier.malformed.push(Damage {
                         kind: DamageKind::Malformed,

@@ -43,7 +43,19 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_field_bytes: 4096, max_changes_bytes: 256 << 10 }
+        Limits {
+            max_field_bytes: 4096,
+            max_changes_bytes: 256 << 10,
+        }
+    }
+}
+
+/// An event the writer could not take, handed back to the emitter.
+pub(crate) struct Undelivered(Box<Pending>);
+
+impl Undelivered {
+    pub fn into_event(self) -> AuditEvent {
+        self.0.event
     }
 }
 
@@ -74,7 +86,12 @@ impl Shared {
     }
 
     /// Hands an event to the writer; gives it back if the writer cannot take it.
-    pub fn send(&self, event: AuditEvent, scope: Option<AuditScope>, span: Option<SpanCapture>) -> Result<(), AuditEvent> {
+    pub fn send(
+        &self,
+        event: AuditEvent,
+        scope: Option<AuditScope>,
+        span: Option<SpanCapture>,
+    ) -> Result<(), Undelivered> {
         let msg = Msg::Event(Box::new(Pending { event, scope, span }));
         let back = match self.tx.try_send(msg) {
             Ok(()) => return Ok(()),
@@ -91,7 +108,7 @@ impl Shared {
             },
         };
         match back {
-            Msg::Event(p) => Err(p.event),
+            Msg::Event(p) => Err(Undelivered(p)),
             _ => unreachable!("only events are sent here"),
         }
     }
@@ -203,8 +220,16 @@ impl<S: Store> AuditLayerBuilder<S> {
             .name("audit-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Config(format!("cannot start the audit writer thread: {e}")))?;
-        let layer = AuditLayer { shared: Arc::clone(&shared) };
-        Ok((layer, WriterGuard { shared, thread: Some(thread) }))
+        let layer = AuditLayer {
+            shared: Arc::clone(&shared),
+        };
+        Ok((
+            layer,
+            WriterGuard {
+                shared,
+                thread: Some(thread),
+            },
+        ))
     }
 }
 
@@ -218,7 +243,9 @@ pub struct WriterGuard {
 
 impl std::fmt::Debug for WriterGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriterGuard").field("healthy", &self.shared.is_healthy()).finish()
+        f.debug_struct("WriterGuard")
+            .field("healthy", &self.shared.is_healthy())
+            .finish()
     }
 }
 
@@ -239,7 +266,9 @@ impl WriterGuard {
     }
 
     fn stop(&mut self) -> Result<(), AuditError> {
-        let Some(thread) = self.thread.take() else { return Ok(()) };
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
         let result = self.shared.request(Msg::Shutdown);
         let _ = thread.join();
         result
@@ -263,7 +292,11 @@ struct ChainState {
 impl ChainState {
     fn new(head: ChainHead) -> Self {
         // Seals already on disk are not re-read: at worst the first seal repeats one.
-        ChainState { sealed_seq: 0, batch: ChainBatch::new(&head.chain), head }
+        ChainState {
+            sealed_seq: 0,
+            batch: ChainBatch::new(&head.chain),
+            head,
+        }
     }
 }
 
@@ -412,7 +445,12 @@ impl<S: Store> Writer<S> {
             .chains
             .values()
             .filter(|s| s.head.seq > s.sealed_seq)
-            .map(|s| Seal { chain: s.head.chain.clone(), seq: s.head.seq, hash: s.head.hash, sealed_at: now })
+            .map(|s| Seal {
+                chain: s.head.chain.clone(),
+                seq: s.head.seq,
+                hash: s.head.hash,
+                sealed_at: now,
+            })
             .collect();
         if seals.is_empty() {
             return Ok(());
@@ -463,11 +501,13 @@ impl<S: Store> Writer<S> {
             }),
         };
         let micros = event.timestamp.unix_micros().max(0) as u64;
-        let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-            &self.uuid_ctx,
-            micros / 1_000_000,
-            (micros % 1_000_000) as u32 * 1000,
-        ));
+        let id = event.id.unwrap_or_else(|| {
+            uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+                &self.uuid_ctx,
+                micros / 1_000_000,
+                (micros % 1_000_000) as u32 * 1000,
+            ))
+        });
         let context = (!event.context.is_empty()).then_some(&event.context);
         state.batch.push(
             id,
@@ -479,7 +519,10 @@ impl<S: Store> Writer<S> {
             event.outcome,
             context,
             event.tenant,
-            event.changes.as_ref().filter(|c| c.before.is_some() || c.after.is_some()),
+            event
+                .changes
+                .as_ref()
+                .filter(|c| c.before.is_some() || c.after.is_some()),
         );
     }
 }
@@ -500,7 +543,9 @@ fn apply_limits(event: &mut AuditEvent, actor: &mut Actor, limits: &Limits, scra
         event.action = a.into();
     }
     if let Some(r) = &mut event.resource {
-        cut(&mut r.kind);
+        if r.kind.len() > max {
+            cut(r.kind.to_mut());
+        }
         cut(&mut r.id);
     }
     if let crate::event::Outcome::Failure { reason } = &mut event.outcome {
@@ -510,9 +555,15 @@ fn apply_limits(event: &mut AuditEvent, actor: &mut Actor, limits: &Limits, scra
         cut(t);
     }
     let c = &mut event.context;
-    for v in [&mut c.ip, &mut c.user_agent, &mut c.request_id, &mut c.session_id, &mut c.trace_id]
-        .into_iter()
-        .flatten()
+    for v in [
+        &mut c.ip,
+        &mut c.user_agent,
+        &mut c.request_id,
+        &mut c.session_id,
+        &mut c.trace_id,
+    ]
+    .into_iter()
+    .flatten()
     {
         cut(v);
     }
@@ -524,7 +575,10 @@ fn apply_limits(event: &mut AuditEvent, actor: &mut Actor, limits: &Limits, scra
         serde_json::to_writer(&mut *scratch, changes).expect("values serialize");
         if scratch.len() > limits.max_changes_bytes {
             let marker = serde_json::json!({"truncated": true, "bytes": scratch.len()});
-            event.changes = Some(Changes { before: Some(marker.clone()), after: Some(marker) });
+            event.changes = Some(Changes {
+                before: Some(marker.clone()),
+                after: Some(marker),
+            });
         }
     }
 }

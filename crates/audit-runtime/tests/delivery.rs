@@ -19,15 +19,24 @@ fn without_a_sink_warn_mode_counts_and_refuse_mode_errors() {
     let before = audit_runtime::undelivered_count();
     assert!(login().emit_with(FailureMode::Warn).is_ok());
     assert_eq!(audit_runtime::undelivered_count(), before + 1);
-    assert!(matches!(login().emit_with(FailureMode::Refuse), Err(AuditError::Undelivered { .. })));
+    assert!(matches!(
+        login().emit_with(FailureMode::Refuse),
+        Err(AuditError::Undelivered { .. })
+    ));
     assert!(!audit_runtime::sink_is_healthy());
-    assert!(matches!(audit_runtime::ensure_sink(Some(FailureMode::Refuse)), Err(AuditError::NoSink)));
+    assert!(matches!(
+        audit_runtime::ensure_sink(Some(FailureMode::Refuse)),
+        Err(AuditError::NoSink)
+    ));
     assert!(audit_runtime::ensure_sink(Some(FailureMode::Warn)).is_ok());
 
     // A subscriber without the audit layer is no sink either.
     let subscriber = tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
     tracing::subscriber::with_default(subscriber, || {
-        assert!(matches!(audit_runtime::ensure_sink(Some(FailureMode::Refuse)), Err(AuditError::NoSink)));
+        assert!(matches!(
+            audit_runtime::ensure_sink(Some(FailureMode::Refuse)),
+            Err(AuditError::NoSink)
+        ));
         assert!(login().emit_with(FailureMode::Refuse).is_err());
     });
 }
@@ -43,10 +52,20 @@ fn a_stopped_writer_is_not_a_healthy_sink() {
         login().emit_with(FailureMode::Refuse).unwrap();
         guard.shutdown().unwrap();
         assert!(!audit_runtime::sink_is_healthy());
-        assert!(matches!(audit_runtime::ensure_sink(Some(FailureMode::Refuse)), Err(AuditError::NoSink)));
-        assert!(matches!(login().emit_with(FailureMode::Refuse), Err(AuditError::Undelivered { .. })));
+        assert!(matches!(
+            audit_runtime::ensure_sink(Some(FailureMode::Refuse)),
+            Err(AuditError::NoSink)
+        ));
+        assert!(matches!(
+            login().emit_with(FailureMode::Refuse),
+            Err(AuditError::Undelivered { .. })
+        ));
     });
-    assert_eq!(common::records(dir.path(), "default").len(), 1, "shutdown drained and synced");
+    assert_eq!(
+        common::records(dir.path(), "default").len(),
+        1,
+        "shutdown drained and synced"
+    );
 }
 
 /// A real file store whose appends wait until the test opens the gate.
@@ -72,10 +91,22 @@ impl Store for GatedStore {
     }
 }
 
-fn gated(dir: &std::path::Path, capacity: usize, on_full: OnFull) -> (AuditLayer, audit_runtime::WriterGuard, Arc<(Mutex<bool>, Condvar)>) {
+fn gated(
+    dir: &std::path::Path,
+    capacity: usize,
+    on_full: OnFull,
+) -> (AuditLayer, audit_runtime::WriterGuard, Arc<(Mutex<bool>, Condvar)>) {
     let gate = Arc::new((Mutex::new(false), Condvar::new()));
-    let store = GatedStore { inner: FileStore::open(dir).unwrap(), gate: Arc::clone(&gate) };
-    let (layer, guard) = AuditLayer::builder(store).capacity(capacity).max_batch(8).on_full(on_full).build().unwrap();
+    let store = GatedStore {
+        inner: FileStore::open(dir).unwrap(),
+        gate: Arc::clone(&gate),
+    };
+    let (layer, guard) = AuditLayer::builder(store)
+        .capacity(capacity)
+        .max_batch(8)
+        .on_full(on_full)
+        .build()
+        .unwrap();
     (layer, guard, gate)
 }
 
@@ -121,8 +152,15 @@ fn a_full_queue_blocks_emitters_and_loses_nothing() {
     guard.flush().unwrap();
     let records = common::records(dir.path(), "default");
     assert_eq!(records.len(), 100);
-    let ids: Vec<String> = records.iter().map(|r| r.resource.as_ref().unwrap().id.clone()).collect();
-    assert_eq!(ids, (0..100).map(|i| i.to_string()).collect::<Vec<_>>(), "in order, none lost");
+    let ids: Vec<String> = records
+        .iter()
+        .map(|r| r.resource.as_ref().unwrap().id.clone())
+        .collect();
+    assert_eq!(
+        ids,
+        (0..100).map(|i| i.to_string()).collect::<Vec<_>>(),
+        "in order, none lost"
+    );
     common::assert_verifies(dir.path());
 }
 
@@ -133,13 +171,19 @@ fn a_full_queue_with_a_timeout_reports_undelivered_events() {
     let subscriber = tracing_subscriber::registry().with(layer);
     let _opens_on_panic = OpenOnDrop(Arc::clone(&gate));
     let outcomes: Vec<bool> = tracing::subscriber::with_default(subscriber, || {
-        (0..10).map(|_| login().emit_with(FailureMode::Refuse).is_ok()).collect()
+        (0..10)
+            .map(|_| login().emit_with(FailureMode::Refuse).is_ok())
+            .collect()
     });
     assert!(outcomes.iter().any(|ok| !ok), "some events must time out: {outcomes:?}");
     open(&gate);
     guard.flush().unwrap();
     let delivered = outcomes.iter().filter(|ok| **ok).count();
-    assert_eq!(common::records(dir.path(), "default").len(), delivered, "exactly the acknowledged ones");
+    assert_eq!(
+        common::records(dir.path(), "default").len(),
+        delivered,
+        "exactly the acknowledged ones"
+    );
 }
 
 #[test]
@@ -153,7 +197,11 @@ fn flush_waits_for_events_sent_before_it_from_other_threads() {
             std::thread::spawn(move || {
                 tracing::dispatcher::with_default(&dispatch, || {
                     for i in 0..250 {
-                        login().tenant(format!("t{}", t % 2)).resource("user", i).emit_with(FailureMode::Refuse).unwrap();
+                        login()
+                            .tenant(format!("t{}", t % 2))
+                            .resource("user", i)
+                            .emit_with(FailureMode::Refuse)
+                            .unwrap();
                     }
                 })
             })

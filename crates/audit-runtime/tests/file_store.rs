@@ -16,7 +16,10 @@ fn emit_n(layer: AuditLayer, tenant: &str, range: std::ops::Range<u32>) {
             AuditEvent::new("invoice.update", Category::Mutation)
                 .tenant(tenant)
                 .resource("invoice", i)
-                .changes(Some(serde_json::json!({"amount": i})), Some(serde_json::json!({"amount": i + 1})))
+                .changes(
+                    Some(serde_json::json!({"amount": i})),
+                    Some(serde_json::json!({"amount": i + 1})),
+                )
                 .emit_with(FailureMode::Refuse)
                 .unwrap();
         }
@@ -33,17 +36,29 @@ fn a_reopened_store_continues_every_chain() {
         guard.shutdown().unwrap();
     }
     let acme = common::records(dir.path(), "acme");
-    assert_eq!(acme.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=30).collect::<Vec<_>>());
-    assert!(acme.windows(2).all(|w| w[1].prev_hash == w[0].hash && w[1].timestamp >= w[0].timestamp));
+    assert_eq!(
+        acme.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=30).collect::<Vec<_>>()
+    );
+    assert!(
+        acme.windows(2)
+            .all(|w| w[1].prev_hash == w[0].hash && w[1].timestamp >= w[0].timestamp)
+    );
     assert_eq!(common::records(dir.path(), "globex").len(), 15);
     let report = common::assert_verifies(dir.path());
-    assert_eq!(report.chains.iter().find(|c| c.chain == "acme").unwrap().sealed_through, Some(30));
+    assert_eq!(
+        report.chains.iter().find(|c| c.chain == "acme").unwrap().sealed_through,
+        Some(30)
+    );
 }
 
 #[test]
 fn segments_rotate_by_size_and_old_ones_become_read_only() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = FileStoreOptions { max_segment_bytes: 4096, ..Default::default() };
+    let opts = FileStoreOptions {
+        max_segment_bytes: 4096,
+        ..Default::default()
+    };
     let (layer, guard) = AuditLayer::builder(FileStore::with_options(dir.path(), opts).unwrap())
         .max_batch(4)
         .build()
@@ -53,12 +68,19 @@ fn segments_rotate_by_size_and_old_ones_become_read_only() {
     let segments = audit_runtime::store::file::segments(&dir.path().join("chains/acme")).unwrap();
     assert!(segments.len() > 3, "{segments:?}");
     for old in &segments[..segments.len() - 1] {
-        assert!(std::fs::metadata(old).unwrap().permissions().readonly(), "{}", old.display());
+        assert!(
+            std::fs::metadata(old).unwrap().permissions().readonly(),
+            "{}",
+            old.display()
+        );
     }
     // Each segment is named after its first seq.
     let first_line = std::fs::read_to_string(&segments[1]).unwrap();
     let first = audit_runtime::Record::parse(first_line.lines().next().unwrap().as_bytes()).unwrap();
-    assert_eq!(segments[1].file_name().unwrap().to_str().unwrap(), format!("{:020}.jsonl", first.seq));
+    assert_eq!(
+        segments[1].file_name().unwrap().to_str().unwrap(),
+        format!("{:020}.jsonl", first.seq)
+    );
     let report = common::assert_verifies(dir.path());
     assert_eq!(report.chains[0].count, 100);
 }
@@ -66,8 +88,13 @@ fn segments_rotate_by_size_and_old_ones_become_read_only() {
 #[test]
 fn segments_rotate_by_age() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = FileStoreOptions { max_segment_age: Duration::from_millis(30), ..Default::default() };
-    let (layer, guard) = AuditLayer::builder(FileStore::with_options(dir.path(), opts).unwrap()).build().unwrap();
+    let opts = FileStoreOptions {
+        max_segment_age: Duration::from_millis(30),
+        ..Default::default()
+    };
+    let (layer, guard) = AuditLayer::builder(FileStore::with_options(dir.path(), opts).unwrap())
+        .build()
+        .unwrap();
     emit_n(layer.clone(), "acme", 0..3);
     guard.flush().unwrap();
     std::thread::sleep(Duration::from_millis(60));
@@ -86,7 +113,12 @@ fn a_torn_last_line_is_kept_aside_and_the_chain_continues() {
     guard.shutdown().unwrap();
     let segment = dir.path().join("chains/acme/00000000000000000001.jsonl");
     let torn = br#"{"v":1,"id":"0192","chain":"acme","seq":6,"timest"#;
-    std::fs::OpenOptions::new().append(true).open(&segment).unwrap().write_all(torn).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap()
+        .write_all(torn)
+        .unwrap();
 
     // Verify sees the torn line as damage before repair.
     let report = verify_paths(&[dir.path()], &Default::default()).unwrap();
@@ -96,10 +128,20 @@ fn a_torn_last_line_is_kept_aside_and_the_chain_continues() {
     emit_n(layer, "acme", 5..8);
     guard.shutdown().unwrap();
     let records = common::records(dir.path(), "acme");
-    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
-    let kept: Vec<_> = std::fs::read_dir(dir.path().join("torn")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(
+        records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<_>>()
+    );
+    let kept: Vec<_> = std::fs::read_dir(dir.path().join("torn"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(kept.len(), 1);
-    assert_eq!(std::fs::read(&kept[0]).unwrap(), torn, "the torn bytes are kept, not deleted");
+    assert_eq!(
+        std::fs::read(&kept[0]).unwrap(),
+        torn,
+        "the torn bytes are kept, not deleted"
+    );
     let report = common::assert_verifies(dir.path());
     assert_eq!(report.torn_fragments, kept);
 }
@@ -126,7 +168,10 @@ fn truncating_the_newest_records_is_detected_by_the_seals() {
     std::fs::write(&segment, kept).unwrap();
     let report = verify_paths(&[dir.path()], &Default::default()).unwrap();
     let damage = report.damages().next().expect("truncation detected");
-    assert_eq!((damage.kind, damage.seq, damage.chain.as_deref()), (DamageKind::Truncated, Some(8), Some("acme")));
+    assert_eq!(
+        (damage.kind, damage.seq, damage.chain.as_deref()),
+        (DamageKind::Truncated, Some(8), Some("acme"))
+    );
 }
 
 #[test]

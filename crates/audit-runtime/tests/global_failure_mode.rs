@@ -9,9 +9,16 @@ fn the_process_wide_mode_applies_to_emit_and_ensure_sink() {
     assert!(audit_runtime::ensure_sink(None).is_ok());
 
     audit_runtime::set_failure_mode(FailureMode::Refuse);
-    assert!(matches!(AuditEvent::new("user.login", Category::Authentication).emit(), Err(AuditError::Undelivered { .. })));
+    assert!(matches!(
+        AuditEvent::new("user.login", Category::Authentication).emit(),
+        Err(AuditError::Undelivered { .. })
+    ));
     assert!(matches!(audit_runtime::ensure_sink(None), Err(AuditError::NoSink)));
     // A per-call mode still wins.
-    assert!(AuditEvent::new("user.login", Category::Authentication).emit_with(FailureMode::Warn).is_ok());
+    assert!(
+        AuditEvent::new("user.login", Category::Authentication)
+            .emit_with(FailureMode::Warn)
+            .is_ok()
+    );
     audit_runtime::set_failure_mode(FailureMode::Warn);
 }

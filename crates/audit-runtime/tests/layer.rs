@@ -11,7 +11,9 @@ use tracing_subscriber::{EnvFilter, fmt};
 fn application_filter_per_layer_does_not_drop_audit_events() {
     let dir = tempfile::tempdir().unwrap();
     let (layer, guard) = common::file_layer(dir.path());
-    let app_logs = fmt::layer().with_writer(std::io::sink).with_filter(EnvFilter::new("warn"));
+    let app_logs = fmt::layer()
+        .with_writer(std::io::sink)
+        .with_filter(EnvFilter::new("warn"));
     let subscriber = tracing_subscriber::registry().with(app_logs).with(layer);
     tracing::subscriber::with_default(subscriber, || {
         AuditEvent::new("user.login", Category::Authentication)
@@ -46,7 +48,13 @@ fn context_comes_from_scope_spans_and_explicit_values_in_that_order() {
     let (layer, guard) = common::file_layer(dir.path());
     let subscriber = tracing_subscriber::registry().with(layer);
     tracing::subscriber::with_default(subscriber, || {
-        let span = tracing::info_span!("request", request_id = "req_span", trace_id = "4bf92f3577b34da6", tenant = "from_span", user_agent = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "request",
+            request_id = "req_span",
+            trace_id = "4bf92f3577b34da6",
+            tenant = "from_span",
+            user_agent = tracing::field::Empty
+        );
         let _entered = span.enter();
         span.record("user_agent", "curl/8.5");
         let scope = AuditScope::new()
@@ -72,16 +80,31 @@ fn context_comes_from_scope_spans_and_explicit_values_in_that_order() {
     assert_eq!(acme.len(), 1);
     let ctx = acme[0].context.clone().unwrap();
     assert_eq!(acme[0].actor.id, "usr_scope");
-    assert_eq!(acme[0].tenant.as_deref(), Some("acme"), "the scope's tenant beats the span's");
+    assert_eq!(
+        acme[0].tenant.as_deref(),
+        Some("acme"),
+        "the scope's tenant beats the span's"
+    );
     assert_eq!(ctx.request_id.as_deref(), Some("req_scope"));
     assert_eq!(ctx.ip.as_deref(), Some("203.0.113.7"));
-    assert_eq!(ctx.trace_id.as_deref(), Some("4bf92f3577b34da6"), "trace id from the span");
-    assert_eq!(ctx.user_agent.as_deref(), Some("curl/8.5"), "recorded later on the span");
+    assert_eq!(
+        ctx.trace_id.as_deref(),
+        Some("4bf92f3577b34da6"),
+        "trace id from the span"
+    );
+    assert_eq!(
+        ctx.user_agent.as_deref(),
+        Some("curl/8.5"),
+        "recorded later on the span"
+    );
     assert!(ctx.extra.contains_key("span_id"), "links to the application's span");
 
     let globex = common::records(dir.path(), "globex");
     assert_eq!(globex[0].actor.id, "svc_batch");
-    assert_eq!(globex[0].context.as_ref().unwrap().request_id.as_deref(), Some("req_explicit"));
+    assert_eq!(
+        globex[0].context.as_ref().unwrap().request_id.as_deref(),
+        Some("req_explicit")
+    );
     common::assert_verifies(dir.path());
 }
 
@@ -91,12 +114,18 @@ fn scope_survives_await_on_a_multi_thread_runtime_and_into_spawned_tasks() {
     let (layer, guard) = common::file_layer(dir.path());
     let subscriber = tracing_subscriber::registry().with(layer);
     let dispatch = tracing::Dispatch::new(subscriber);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let _default = tracing::dispatcher::set_default(&dispatch);
     runtime.block_on(async {
         let mut tasks = Vec::new();
         for i in 0..20 {
-            let scope = AuditScope::new().actor(Actor::user(format!("usr_{i}"), AuthMethod::Token)).tenant("acme");
+            let scope = AuditScope::new()
+                .actor(Actor::user(format!("usr_{i}"), AuthMethod::Token))
+                .tenant("acme");
             let dispatch = dispatch.clone();
             let request = async move {
                 tokio::task::yield_now().await;
@@ -128,7 +157,11 @@ fn scope_survives_await_on_a_multi_thread_runtime_and_into_spawned_tasks() {
     assert_eq!(records.len(), 40);
     for i in 0..20 {
         let actor = format!("usr_{i}");
-        let of_actor: Vec<_> = records.iter().filter(|r| r.actor.id == actor).map(|r| r.action.as_str()).collect();
+        let of_actor: Vec<_> = records
+            .iter()
+            .filter(|r| r.actor.id == actor)
+            .map(|r| r.action.as_str())
+            .collect();
         assert_eq!(of_actor.len(), 2, "{actor}: {of_actor:?}");
         assert!(of_actor.contains(&"report.generate") && of_actor.contains(&"report.view"));
     }
@@ -156,7 +189,14 @@ fn hostile_text_is_escaped_truncated_and_never_breaks_a_line() {
     assert!(lines[0].contains(r#""usr_\n\"1\"\u0000\u001b[31m""#), "{}", lines[0]);
     let record = audit_runtime::Record::parse(lines[0].as_bytes()).unwrap();
     let id = &record.resource.unwrap().id;
-    assert!(id.len() < 4200 && id.ends_with("…[truncated 5904 bytes]"), "{}", &id[4000..]);
-    assert_eq!(record.context.unwrap().user_agent.as_deref(), Some("Mozilla\u{fffd}\u{fffd}/5.0\r\n"));
+    assert!(
+        id.len() < 4200 && id.ends_with("…[truncated 5904 bytes]"),
+        "{}",
+        &id[4000..]
+    );
+    assert_eq!(
+        record.context.unwrap().user_agent.as_deref(),
+        Some("Mozilla\u{fffd}\u{fffd}/5.0\r\n")
+    );
     common::assert_verifies(dir.path());
 }

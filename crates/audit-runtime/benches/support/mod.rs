@@ -19,7 +19,9 @@ pub fn mean_ns(group: &str, bench: &str) -> Option<f64> {
     let text = std::fs::read_to_string(path).ok()?;
     let value: serde_json::Value = serde_json::from_str(&text).ok()?;
     // Criterion reports the slope when it sampled linearly, the mean otherwise.
-    value["slope"]["point_estimate"].as_f64().or_else(|| value["mean"]["point_estimate"].as_f64())
+    value["slope"]["point_estimate"]
+        .as_f64()
+        .or_else(|| value["mean"]["point_estimate"].as_f64())
 }
 
 /// Prints `bench` against `baseline` (both in `group`) and whether it meets `target`.
@@ -30,7 +32,11 @@ pub fn report(group: &str, baseline: &str, bench: &str, target: f64, throughput:
         return;
     };
     // Time ratios: lower is better. Throughput ratios: baseline time over this time.
-    let (ratio, ok) = if throughput { (base / this, base / this >= target) } else { (this / base, this / base <= target) };
+    let (ratio, ok) = if throughput {
+        (base / this, base / this >= target)
+    } else {
+        (this / base, this / base <= target)
+    };
     let verdict = if ok { "meets" } else { "MISSES" };
     let kind = if throughput { "throughput" } else { "time" };
     println!(

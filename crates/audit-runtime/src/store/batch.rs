@@ -192,7 +192,12 @@ impl ChainBatch {
             out.extend_from_slice(br#","hash":""#);
             out.extend_from_slice(&hash.to_hex());
             out.extend_from_slice(b"\"}\n");
-            entry.chained = Chained { seq, hash, timestamp, line: (start, out.len()) };
+            entry.chained = Chained {
+                seq,
+                hash,
+                timestamp,
+                line: (start, out.len()),
+            };
             head.seq = seq;
             head.hash = hash;
             head.timestamp = timestamp;
@@ -203,7 +208,8 @@ impl ChainBatch {
     /// The records with their chained position and exact line (with `\n`), after
     /// [`chain_onto`](ChainBatch::chain_onto).
     pub fn records(&self) -> impl Iterator<Item = (&Entry, &Chained, &[u8])> {
-        self.entries.iter().map(|e| (e, &e.chained, &self.lines[e.chained.line.0..e.chained.line.1]))
+        self.entries
+            .iter()
+            .map(|e| (e, &e.chained, &self.lines[e.chained.line.0..e.chained.line.1]))
     }
 }
-

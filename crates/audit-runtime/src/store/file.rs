@@ -62,7 +62,9 @@ pub struct FileStore {
 
 impl std::fmt::Debug for FileStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileStore").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("FileStore")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,7 +93,13 @@ impl FileStore {
             Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path: lock_path }),
             Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path)(e)),
         }
-        Ok(FileStore { dir, seals_dir, opts, active: HashMap::new(), _lock: lock })
+        Ok(FileStore {
+            dir,
+            seals_dir,
+            opts,
+            active: HashMap::new(),
+            _lock: lock,
+        })
     }
 
     /// The store's directory.
@@ -102,7 +110,9 @@ impl FileStore {
     fn open_chain(&mut self, chain: &str) -> Result<Option<ChainHead>, StoreError> {
         let chain_dir = self.dir.join("chains").join(encode_chain(chain));
         let segments = segments(&chain_dir)?;
-        let Some(newest) = segments.last().cloned() else { return Ok(None) };
+        let Some(newest) = segments.last().cloned() else {
+            return Ok(None);
+        };
         self.repair_tail(chain, &newest)?;
         let seal_path = self.seals_dir.join(format!("{}.jsonl", encode_chain(chain)));
         if seal_path.exists() {
@@ -124,22 +134,41 @@ impl FileStore {
                     });
                 }
                 let timestamp = Timestamp::parse(view.timestamp).map_err(StoreError::Config)?;
-                head = Some(ChainHead { chain: chain.to_owned(), seq: view.seq, hash: view.hash, timestamp });
+                head = Some(ChainHead {
+                    chain: chain.to_owned(),
+                    seq: view.seq,
+                    hash: view.hash,
+                    timestamp,
+                });
                 break;
             }
         }
-        let file = OpenOptions::new().append(true).open(&newest).map_err(StoreError::io(&newest))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&newest)
+            .map_err(StoreError::io(&newest))?;
         let len = file.metadata().map_err(StoreError::io(&newest))?.len();
         self.active.insert(
             chain.to_owned(),
-            Active { path: newest, file, len, opened: Instant::now(), last: head.clone(), dirty: false },
+            Active {
+                path: newest,
+                file,
+                len,
+                opened: Instant::now(),
+                last: head.clone(),
+                dirty: false,
+            },
         );
         Ok(head)
     }
 
     /// Moves bytes after the last newline (a line torn by a crash mid-write) into `torn/`.
     fn repair_tail(&self, chain: &str, path: &Path) -> Result<(), StoreError> {
-        let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(StoreError::io(path))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(StoreError::io(path))?;
         let len = file.metadata().map_err(StoreError::io(path))?.len();
         let keep = complete_prefix_len(&mut file, len).map_err(StoreError::io(path))?;
         if keep == len {
@@ -158,9 +187,13 @@ impl FileStore {
         );
         let torn_path = torn_dir.join(name);
         let mut out = File::create(&torn_path).map_err(StoreError::io(&torn_path))?;
-        out.write_all(&torn).and_then(|()| out.sync_all()).map_err(StoreError::io(&torn_path))?;
+        out.write_all(&torn)
+            .and_then(|()| out.sync_all())
+            .map_err(StoreError::io(&torn_path))?;
         sync_dir(&torn_dir)?;
-        file.set_len(keep).and_then(|()| file.sync_all()).map_err(StoreError::io(path))?;
+        file.set_len(keep)
+            .and_then(|()| file.sync_all())
+            .map_err(StoreError::io(path))?;
         tracing::warn!(
             target: "audit::store",
             file = %path.display(),
@@ -176,13 +209,27 @@ impl FileStore {
         let fresh = !chain_dir.exists();
         fs::create_dir_all(&chain_dir).map_err(StoreError::io(&chain_dir))?;
         let path = chain_dir.join(format!("{first_seq:020}.jsonl"));
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(StoreError::io(&path))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(StoreError::io(&path))?;
         let len = file.metadata().map_err(StoreError::io(&path))?.len();
         sync_dir(&chain_dir)?;
         if fresh {
             sync_dir(&self.dir.join("chains"))?;
         }
-        self.active.insert(chain.to_owned(), Active { path, file, len, opened: Instant::now(), last, dirty: false });
+        self.active.insert(
+            chain.to_owned(),
+            Active {
+                path,
+                file,
+                len,
+                opened: Instant::now(),
+                last,
+                dirty: false,
+            },
+        );
         Ok(())
     }
 
@@ -197,7 +244,9 @@ impl FileStore {
                 sealed_at: Timestamp::now(),
             }])?;
         }
-        let mut perms = fs::metadata(&old.path).map_err(StoreError::io(&old.path))?.permissions();
+        let mut perms = fs::metadata(&old.path)
+            .map_err(StoreError::io(&old.path))?
+            .permissions();
         perms.set_readonly(true);
         fs::set_permissions(&old.path, perms).map_err(StoreError::io(&old.path))?;
         self.start_segment(chain, first_seq, old.last)
@@ -255,8 +304,14 @@ impl Store for FileStore {
             let path = self.seals_dir.join(format!("{}.jsonl", encode_chain(&seal.chain)));
             let mut line = serde_json::to_vec(seal).expect("seals serialize");
             line.push(b'\n');
-            let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(StoreError::io(&path))?;
-            file.write_all(&line).and_then(|()| file.sync_data()).map_err(StoreError::io(&path))?;
+            let mut file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(StoreError::io(&path))?;
+            file.write_all(&line)
+                .and_then(|()| file.sync_data())
+                .map_err(StoreError::io(&path))?;
         }
         Ok(())
     }
@@ -307,11 +362,14 @@ pub fn chain_names(chains_dir: &Path) -> Result<Vec<String>, StoreError> {
         let entry = entry.map_err(StoreError::io(chains_dir))?;
         if entry.file_type().map_err(StoreError::io(entry.path()))?.is_dir() {
             let name = entry.file_name();
-            let name = name.to_str().and_then(decode_chain).ok_or_else(|| StoreError::Corrupt {
-                path: entry.path(),
-                line: 0,
-                message: "directory name is not an encoded chain key".into(),
-            })?;
+            let name = name
+                .to_str()
+                .and_then(decode_chain)
+                .ok_or_else(|| StoreError::Corrupt {
+                    path: entry.path(),
+                    line: 0,
+                    message: "directory name is not an encoded chain key".into(),
+                })?;
             names.push(name);
         }
     }
@@ -375,7 +433,11 @@ pub fn store_files(dir: &Path) -> Result<StoreFiles, StoreError> {
         out.sort();
         Ok(out)
     };
-    Ok(StoreFiles { chains, seals: list("seals", "jsonl")?, torn: list("torn", "torn")? })
+    Ok(StoreFiles {
+        chains,
+        seals: list("seals", "jsonl")?,
+        torn: list("torn", "torn")?,
+    })
 }
 
 /// Encodes a chain key as a directory name.

@@ -7,12 +7,17 @@ use audit_runtime::{AuditLayer, FileStore, Record, WriterGuard};
 
 /// A layer and writer over a file store in `dir`.
 pub fn file_layer(dir: &Path) -> (AuditLayer, WriterGuard) {
-    AuditLayer::builder(FileStore::open(dir).expect("open store")).build().expect("start writer")
+    AuditLayer::builder(FileStore::open(dir).expect("open store"))
+        .build()
+        .expect("start writer")
 }
 
 /// Every record of chain `chain` in the store at `dir`, in order, parsed.
 pub fn records(dir: &Path, chain: &str) -> Vec<Record> {
-    lines(dir, chain).iter().map(|l| Record::parse(l.as_bytes()).expect("valid record")).collect()
+    lines(dir, chain)
+        .iter()
+        .map(|l| Record::parse(l.as_bytes()).expect("valid record"))
+        .collect()
 }
 
 /// Every line of chain `chain` in the store at `dir`, in order.

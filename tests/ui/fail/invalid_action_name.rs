@@ -1,0 +1,6 @@
+use audit::audited;
+
+#[audited(action = "Billing-Update")]
+fn update_billing() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use audit::audited;
+
+#[audited(action = "biling.update")]
+fn update_billing() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use audit::audited;
+
+#[audited(action = "warehouse.restock")]
+fn restock() {}
+
+fn main() {}
