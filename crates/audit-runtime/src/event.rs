@@ -285,6 +285,10 @@ pub struct Changes {
     /// State after the change (absent for deletes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<serde_json::Value>,
+    /// Names of the fields an update changed, sorted (absent for creates and deletes, and
+    /// when the capture did not compare the states).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
 }
 
 /// The value written in place of a redacted field.
@@ -390,7 +394,17 @@ impl AuditEvent {
 
     /// Records the state before and after a mutation.
     pub fn changes(mut self, before: Option<serde_json::Value>, after: Option<serde_json::Value>) -> Self {
-        self.changes = Some(Changes { before, after });
+        self.changes = Some(Changes {
+            before,
+            after,
+            fields: Vec::new(),
+        });
+        self
+    }
+
+    /// Records a change as captured (before, after and the changed fields).
+    pub fn with_changes(mut self, changes: Changes) -> Self {
+        self.changes = Some(changes);
         self
     }
 

@@ -82,6 +82,7 @@ impl AuditEvent {
         self.changes = Some(Changes {
             before: before.map(AuditModel::audit_snapshot),
             after: after.map(AuditModel::audit_snapshot),
+            fields: Vec::new(),
         });
         self
     }

@@ -553,6 +553,8 @@ pub fn page(source: &mut dyn RecordSource, query: &Query) -> Result<Page, StoreE
 /// the same checks as [`verify_paths`](crate::verify::verify_paths) for a store directory.
 pub fn verify_source(source: &mut dyn RecordSource, opts: &VerifyOptions) -> Result<VerifyReport, StoreError> {
     let mut verifier = crate::verify::Verifier::new(opts.strict);
+    // A store keeps whole chains: a sealed chain without a single record left was deleted.
+    verifier.expect_whole = true;
     let origin = PathBuf::from(format!("{} (seals)", source.describe()));
     for (n, s) in source.seals()?.into_iter().enumerate() {
         verifier.add_seal(s.seal, s.purged, &origin, n as u64 + 1);

@@ -63,6 +63,8 @@ pub const PURGE_ACTION: &str = "audit_log.purge";
 
 /// How long records are kept.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// A misspelled key in a configuration file is an error, not a silently ignored setting.
+#[serde(deny_unknown_fields)]
 pub struct Policy {
     /// The policy's name, written in the purge event (`soc2`, `hipaa`, `pci-dss`, `default`).
     pub name: String,
@@ -130,6 +132,8 @@ impl Policy {
 
 /// Which policy applies to which chain, and which chains are on legal hold.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// A misspelled `legal_holds` must not be ignored: it would purge records on hold.
+#[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
     /// The policy of every chain without an override.
     pub default: Policy,

@@ -282,7 +282,7 @@ pub struct Verifier {
     seal_files: Vec<PathBuf>,
     /// Whole chains are expected (a store or genesis-only input), so a sealed chain with no
     /// records at all was deleted rather than merely not exported.
-    expect_whole: bool,
+    pub(crate) expect_whole: bool,
     /// Newest purge seal per chain: retention removed every record up to its seq on purpose,
     /// so a whole chain may start after it.
     purges: HashMap<String, (u64, ChainHash)>,

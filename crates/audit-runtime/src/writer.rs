@@ -578,6 +578,7 @@ fn apply_limits(event: &mut AuditEvent, actor: &mut Actor, limits: &Limits, scra
             event.changes = Some(Changes {
                 before: Some(marker.clone()),
                 after: Some(marker),
+                fields: Vec::new(),
             });
         }
     }

@@ -171,14 +171,18 @@ fn a_full_queue_with_a_timeout_reports_undelivered_events() {
     let subscriber = tracing_subscriber::registry().with(layer);
     let _opens_on_panic = OpenOnDrop(Arc::clone(&gate));
     let outcomes: Vec<bool> = tracing::subscriber::with_default(subscriber, || {
-        (0..10)
+        (0..30)
             .map(|_| login().emit_with(FailureMode::Refuse).is_ok())
             .collect()
     });
-    assert!(outcomes.iter().any(|ok| !ok), "some events must time out: {outcomes:?}");
+    // The stuck writer holds at most one batch (8) and the queue 2: the rest must time out.
+    let delivered = outcomes.iter().filter(|ok| **ok).count();
+    assert!(
+        delivered <= 11,
+        "at most a batch and a full queue are accepted: {outcomes:?}"
+    );
     open(&gate);
     guard.flush().unwrap();
-    let delivered = outcomes.iter().filter(|ok| **ok).count();
     assert_eq!(
         common::records(dir.path(), "default").len(),
         delivered,

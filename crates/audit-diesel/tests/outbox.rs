@@ -1,0 +1,299 @@
+//! The transactional outbox on SQLite and PostgreSQL: events committed with the change, none for
+//! rollbacks, and exactly-once delivery by the relay, including after SIGKILL between commit
+//! and relay and between delivery and deletion.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use audit_diesel::outbox::audit_outbox;
+use audit_diesel::{AuditConnection, AuditedExt, Error, Relay};
+use audit_runtime::query::FileSource;
+use audit_runtime::{Actor, AuditScope, AuthMethod};
+use common::{Customer, Log, before, customers, new_customer};
+use diesel::prelude::*;
+
+both!(events_are_committed_with_the_change_and_relayed_once, |db, conn| {
+    let log = Log::new();
+    conn.create_outbox().unwrap();
+    let scope = AuditScope::new()
+        .actor(Actor::user("usr_9", AuthMethod::ApiKey))
+        .tenant("globex")
+        .context("ip", "192.0.2.1");
+    scope.in_scope(|| {
+        let mut db = conn.audited().outbox(true);
+        db.transaction(|tx| -> Result<(), Error> {
+            let ada: Customer = tx.insert(customers::table, new_customer("Ada", "free"))?;
+            tx.update::<Customer, _, _>(customers::table.find(ada.id), customers::plan.eq("pro"))?;
+            let _ = tx.transaction(|tx| -> Result<(), Error> {
+                tx.update::<Customer, _, _>(customers::table.find(ada.id), customers::plan.eq("gone"))?;
+                Err(Error::NotFound {
+                    operation: "test",
+                    table: "savepoint".into(),
+                })
+            });
+            Ok(())
+        })
+        .unwrap();
+        let rolled_back: Result<(), Error> = db.transaction(|tx| {
+            let _: Customer = tx.insert(customers::table, new_customer("Bob", "free"))?;
+            Err(Error::NotFound {
+                operation: "test",
+                table: "rollback".into(),
+            })
+        });
+        assert!(rolled_back.is_err());
+        // Outside a transaction, an outboxed operation runs in its own.
+        let _: Customer = db.insert(customers::table, new_customer("Cy", "free")).unwrap();
+    });
+    let pending: i64 = audit_outbox::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(pending, 3);
+    assert!(log.records().is_empty(), "nothing reaches the log before the relay");
+
+    let mut source = FileSource::open(log.path()).unwrap();
+    let mut relay = Relay::new().batch_size(2);
+    assert_eq!(relay.drain(&mut conn, &log.guard, &mut source).unwrap(), 3);
+    assert_eq!(relay.drain(&mut conn, &log.guard, &mut source).unwrap(), 0);
+    let pending: i64 = audit_outbox::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(pending, 0);
+
+    let records = log.records();
+    let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(actions, ["customer.create", "customer.update", "customer.create"]);
+    for r in &records {
+        assert_eq!(r.actor.id, "usr_9");
+        assert_eq!(r.tenant.as_deref(), Some("globex"));
+        assert_eq!(r.context.as_ref().unwrap().ip.as_deref(), Some("192.0.2.1"));
+    }
+    assert_eq!(before(&records[1])["plan"], "free");
+    log.verify();
+});
+
+both!(a_relay_after_a_crash_skips_what_was_delivered, |db, conn| {
+    let log = Log::new();
+    conn.create_outbox().unwrap();
+    for i in 0..4 {
+        let _: Customer = conn
+            .audited()
+            .outbox(true)
+            .insert(customers::table, new_customer(&format!("c{i}"), "free"))
+            .unwrap();
+    }
+    let rows: Vec<(String, String)> = audit_outbox::table
+        .select((audit_outbox::event_id, audit_outbox::event))
+        .load(&mut conn)
+        .unwrap();
+    let mut source = FileSource::open(log.path()).unwrap();
+    assert_eq!(Relay::new().drain(&mut conn, &log.guard, &mut source).unwrap(), 4);
+    // As if the relay had died after the flush and before the deletion: the rows are back.
+    for (event_id, event) in &rows[1..] {
+        diesel::insert_into(audit_outbox::table)
+            .values((audit_outbox::event_id.eq(event_id), audit_outbox::event.eq(event)))
+            .execute(&mut conn)
+            .unwrap();
+    }
+    assert_eq!(Relay::new().drain(&mut conn, &log.guard, &mut source).unwrap(), 3);
+    let records = log.records();
+    assert_eq!(records.len(), 4, "no event delivered twice");
+    log.verify();
+});
+
+// ---- SIGKILL between commit and relay, and between delivery and deletion ----
+
+const CHILD_ENV: &str = "AUDIT_DIESEL_OUTBOX_CHILD";
+
+enum Target {
+    Sqlite(std::path::PathBuf),
+    Postgres { url: String, schema: String },
+}
+
+/// Runs in the child process only: `backend|db|log dir|mode`.
+#[test]
+#[ignore = "child process of the SIGKILL outbox tests"]
+fn outbox_crash_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let parts: Vec<&str> = spec.split('|').collect();
+    let (backend, db, log_dir, mode) = (parts[0], parts[1], parts[2], parts[3]);
+    match backend {
+        "sqlite" => {
+            let mut conn = SqliteConnection::establish(db).unwrap();
+            diesel::sql_query("PRAGMA busy_timeout = 10000")
+                .execute(&mut conn)
+                .unwrap();
+            child_sqlite(&mut conn, log_dir, mode);
+        }
+        _ => {
+            let mut conn = PgConnection::establish(&common::database_url()).unwrap();
+            diesel::sql_query(format!("SET search_path TO {db}"))
+                .execute(&mut conn)
+                .unwrap();
+            child_postgres(&mut conn, log_dir, mode);
+        }
+    }
+}
+
+macro_rules! child_body {
+    ($conn:ident, $log_dir:ident, $mode:ident) => {{
+        use tracing_subscriber::prelude::*;
+        let (layer, guard) = audit_runtime::AuditLayer::builder(audit_runtime::FileStore::open($log_dir).unwrap())
+            .build()
+            .unwrap();
+        let _default = tracing_subscriber::registry().with(layer).set_default();
+        let mut source = FileSource::open($log_dir).unwrap();
+        if $mode == "drain" {
+            let n = Relay::new().drain($conn, &guard, &mut source).unwrap();
+            guard.shutdown().unwrap();
+            println!("drained {n}");
+            return;
+        }
+        let mut relay = Relay::new().pause_after_flush(Duration::from_millis(300));
+        let scope = AuditScope::new().actor(Actor::system("crash-test")).tenant("acme");
+        for i in 0.. {
+            scope.in_scope(|| {
+                $conn
+                    .audited()
+                    .outbox(true)
+                    .transaction(|tx| {
+                        tx.update::<Customer, _, _>(customers::table, customers::balance.eq(customers::balance + 1))
+                    })
+                    .unwrap();
+            });
+            println!("committed {i}");
+            // The window between commit and relay in which the parent may kill us.
+            std::thread::sleep(Duration::from_millis(100));
+            relay.run_once($conn, &guard, &mut source).unwrap();
+        }
+    }};
+}
+
+fn child_sqlite(conn: &mut SqliteConnection, log_dir: &str, mode: &str) {
+    child_body!(conn, log_dir, mode)
+}
+
+fn child_postgres(conn: &mut PgConnection, log_dir: &str, mode: &str) {
+    child_body!(conn, log_dir, mode)
+}
+
+fn spawn_child(target: &Target, log_dir: &std::path::Path, mode: &str) -> std::process::Child {
+    let (backend, db) = match target {
+        Target::Sqlite(path) => ("sqlite", path.display().to_string()),
+        Target::Postgres { schema, .. } => ("postgres", schema.clone()),
+    };
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "outbox_crash_child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, format!("{backend}|{db}|{}|{mode}", log_dir.display()))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    if let Target::Postgres { url, .. } = target {
+        cmd.env("AUDIT_TEST_DATABASE_URL", url);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Kills the child with SIGKILL after commits (before the relay) and after deliveries (before
+/// the deletion), several times, then drains: every committed change has exactly one event.
+fn sigkill_rounds<C: BalanceQueries>(target: Target, conn: &mut C) {
+    let log_dir = tempfile::tempdir().unwrap();
+    for round in 0..6 {
+        let mut child = spawn_child(&target, log_dir.path(), "work");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (marker, nth) = if round % 2 == 0 {
+            ("committed", 2)
+        } else {
+            ("relay flushed", 2)
+        };
+        let mut seen = 0;
+        while seen < nth {
+            let line = lines.next().expect("child output").unwrap();
+            if line.contains(marker) {
+                seen += 1;
+            }
+        }
+        // SIGKILL: no destructor, no drain, no final sync.
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let mut child = spawn_child(&target, log_dir.path(), "drain");
+    let out: Vec<String> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .collect();
+    assert!(child.wait().unwrap().success(), "the drain run failed: {out:?}");
+    assert!(out.iter().any(|l| l.contains("drained")), "{out:?}");
+
+    let (balance, pending) = conn.balances();
+    assert_eq!(pending, 0, "the outbox is empty after the drain");
+    assert!(balance >= 6, "at least one commit per round, got {balance}");
+    let records = common::read_records(log_dir.path());
+    let mut ids: Vec<_> = records.iter().map(|r| r.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), records.len(), "an event was delivered twice");
+    let mut befores: Vec<i64> = records.iter().map(|r| before(r)["balance"].as_i64().unwrap()).collect();
+    befores.sort_unstable();
+    assert_eq!(
+        befores,
+        (0..balance).collect::<Vec<_>>(),
+        "each committed update has exactly one event"
+    );
+    common::verify_dir(log_dir.path());
+}
+
+/// The final balance and the outbox length, per connection type.
+trait BalanceQueries {
+    fn balances(&mut self) -> (i64, i64);
+}
+
+impl BalanceQueries for SqliteConnection {
+    fn balances(&mut self) -> (i64, i64) {
+        let balance = customers::table.select(customers::balance).first(self).unwrap();
+        (balance, audit_outbox::table.count().get_result(self).unwrap())
+    }
+}
+
+impl BalanceQueries for PgConnection {
+    fn balances(&mut self) -> (i64, i64) {
+        let balance = customers::table.select(customers::balance).first(self).unwrap();
+        (balance, audit_outbox::table.count().get_result(self).unwrap())
+    }
+}
+
+#[test]
+fn sigkill_between_commit_and_relay_loses_nothing_sqlite() {
+    let db = common::SqliteDb::new();
+    let mut conn = db.connect();
+    conn.create_outbox().unwrap();
+    let _: Customer = diesel::insert_into(customers::table)
+        .values(new_customer("Ada", "free"))
+        .returning(Customer::as_returning())
+        .get_result(&mut conn)
+        .unwrap();
+    sigkill_rounds(Target::Sqlite(db.path.clone()), &mut conn);
+}
+
+#[test]
+fn sigkill_between_commit_and_relay_loses_nothing_postgres() {
+    let Some(db) = common::PgDb::new() else { return };
+    let mut conn = db.connect();
+    conn.create_outbox().unwrap();
+    let _: Customer = diesel::insert_into(customers::table)
+        .values(new_customer("Ada", "free"))
+        .returning(Customer::as_returning())
+        .get_result(&mut conn)
+        .unwrap();
+    sigkill_rounds(
+        Target::Postgres {
+            url: db.url.clone(),
+            schema: db.schema.clone(),
+        },
+        &mut conn,
+    );
+}
