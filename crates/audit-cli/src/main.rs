@@ -2,12 +2,22 @@
 //!
 //! - `audit verify PATH...` checks every hash, link, `seq` and seal (Contract 2 of DESIGN.md).
 //! - `audit export PATH... --format jsonl|json|csv` writes a tenant's records by time range.
+//! - `audit copy SRC DST` copies records between stores byte for byte, verifying them.
+//! - `audit retention --config FILE STORE` purges what is older than each tenant's policy.
+//! - `audit vocab` prints the action catalogue of `audit.toml`.
+//!
+//! Wherever a store is named, it may be a file store directory, `sqlite://PATH` or
+//! `postgres://...` ([`source`] opens them).
 //!
 //! Exit status: 0 when all is well, 1 when verification found damage, 2 for usage and I/O
 //! errors, so scripts can tell "the log is tampered with" from "the command could not run".
 
+mod copy;
 mod export;
+mod retention;
+mod source;
 mod verify;
+mod vocab;
 
 use std::process::ExitCode;
 
@@ -21,7 +31,7 @@ const EXIT_ERROR: u8 = 2;
 /// An error that stops a command: printed on stderr, exit status 2.
 type Error = Box<dyn std::error::Error>;
 
-/// Verify and export hash-chained audit logs.
+/// Verify, export, copy and purge hash-chained audit logs (files, SQLite, PostgreSQL).
 #[derive(Debug, Parser)]
 #[command(name = "audit", version, about, long_about = None)]
 struct Cli {
@@ -35,6 +45,12 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Write records filtered by tenant, time range, action or actor as JSONL, JSON or CSV.
     Export(export::ExportArgs),
+    /// Copy records between stores byte for byte, verifying them; resumable and idempotent.
+    Copy(copy::CopyArgs),
+    /// Purge records older than each tenant's policy (or show what would go with --dry-run).
+    Retention(retention::RetentionArgs),
+    /// Print the action catalogue of `audit.toml` for an auditor.
+    Vocab(vocab::VocabArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +58,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Verify(args) => verify::run(args),
         Command::Export(args) => export::run(args),
+        Command::Copy(args) => copy::run(args),
+        Command::Retention(args) => retention::run(args),
+        Command::Vocab(args) => vocab::run(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("audit: error: {e}");

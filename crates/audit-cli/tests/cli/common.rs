@@ -5,7 +5,9 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use audit_runtime::{Actor, AuditEvent, AuditLayer, AuditScope, AuthMethod, Category, ChainHash, FileStore, Timestamp};
+use audit_runtime::{
+    Actor, AuditEvent, AuditLayer, AuditScope, AuthMethod, Category, ChainHash, FileStore, Store, Timestamp,
+};
 use tempfile::TempDir;
 use tracing_subscriber::prelude::*;
 
@@ -30,9 +32,28 @@ pub fn acme_time(seq: u64) -> Timestamp {
 /// and 8).
 pub fn build_store() -> TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let (layer, guard) = AuditLayer::builder(FileStore::open(dir.path()).unwrap())
-        .build()
-        .unwrap();
+    fill(FileStore::open(dir.path()).unwrap());
+    dir
+}
+
+/// A SQLite store filled like [`build_store`]: the directory holding it, and its URL.
+pub fn build_sqlite() -> (TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    fill(audit_sqlite::SqliteStore::open(&path).unwrap());
+    (dir, sqlite_url(&path))
+}
+
+/// The `sqlite://` URL of a database file.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// Writes the fixture's records into `store` through the real layer and writer: chain
+/// `acme` with [`ACME`] records, one an hour from [`acme_time`]`(1)`, and chain `globex` with
+/// [`GLOBEX`]; both sealed halfway and at the end.
+pub fn fill<S: Store>(store: S) {
+    let (layer, guard) = AuditLayer::builder(store).build().unwrap();
     let subscriber = tracing_subscriber::registry().with(layer);
     let acme = AuditScope::new()
         .actor(Actor::user("usr_1", AuthMethod::Sso))
@@ -74,7 +95,6 @@ pub fn build_store() -> TempDir {
     });
     guard.flush().unwrap();
     drop(guard); // seals every head and releases the store's lock
-    dir
 }
 
 /// A copy of the store in `src`, to tamper with.
@@ -180,4 +200,39 @@ pub fn chain<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::V
         .iter()
         .find(|c| c["chain"] == name)
         .unwrap_or_else(|| panic!("no chain {name} in {report:#}"))
+}
+
+/// Runs the `audit` binary in `dir`.
+pub fn audit_in<I, S>(dir: &Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Command::new(env!("CARGO_BIN_EXE_audit"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs the README's standalone verifier, `scripts/verify_chain.py`, on `file`.
+pub fn python_verify(file: &Path) -> Output {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/verify_chain.py");
+    Command::new("python3")
+        .arg(script)
+        .arg(file)
+        .output()
+        .expect("python3 runs (the README's verifier needs only the standard library)")
+}
+
+/// Asserts that a run exited with `code`, showing its output otherwise.
+#[track_caller]
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
 }

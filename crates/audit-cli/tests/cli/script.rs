@@ -1,18 +1,8 @@
 //! `scripts/verify_chain.py`, the README's standalone verifier, agrees with `audit verify`.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use crate::common::*;
-
-fn python_verify(file: &Path) -> Output {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/verify_chain.py");
-    Command::new("python3")
-        .arg(script)
-        .arg(file)
-        .output()
-        .expect("python3 runs (the README's verifier needs only the standard library)")
-}
 
 #[test]
 fn the_python_script_verifies_exports_and_names_tampering() {
