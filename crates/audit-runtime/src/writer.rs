@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
 
 use crate::error::{AuditError, StoreError};
 use crate::event::{Actor, AuditEvent, Changes};
 use crate::layer::{AuditLayer, SpanCapture};
 use crate::record::ChainHash;
 use crate::scope::AuditScope;
-use crate::store::{ChainBatch, ChainHead, Seal, Store};
+use crate::store::{ChainBatch, ChainHead, Seal, Store, SyncJob};
 use crate::time::Timestamp;
 
 /// The chain of events that name no tenant.
@@ -209,7 +209,7 @@ impl<S: Store> AuditLayerBuilder<S> {
                 .into_iter()
                 .map(|h| (h.chain.clone(), ChainState::new(h)))
                 .collect(),
-            uuid_ctx: uuid::ContextV7::new(),
+            rng: fastrand::Rng::new(),
             limits: self.limits,
             max_batch: self.max_batch,
             commit_interval: self.commit_interval,
@@ -304,7 +304,7 @@ struct Writer<S> {
     store: S,
     shared: Arc<Shared>,
     chains: HashMap<String, ChainState>,
-    uuid_ctx: uuid::ContextV7,
+    rng: fastrand::Rng,
     limits: Limits,
     max_batch: usize,
     commit_interval: Duration,
@@ -314,41 +314,94 @@ struct Writer<S> {
 
 type Reply = Sender<Result<(), String>>;
 
+/// Work handed to the sync thread: a store's sync job and the write generation it covers.
+type SyncWork = (SyncJob, u64, Vec<ChainHead>);
+type SyncDone = (u64, Vec<ChainHead>, Result<(), String>);
+
+/// The answer to a flush or seal request: the failure if the store failed, success once the
+/// request's generation is synced, nothing yet otherwise.
+fn outcome(failed: &Option<String>, covered: bool) -> Option<Result<(), String>> {
+    match failed {
+        Some(message) => Some(Err(message.clone())),
+        None if covered => Some(Ok(())),
+        None => None,
+    }
+}
+
+/// While events keep coming the writer polls its queue with short sleeps instead of parking on
+/// it, so emitters never pay for waking it; after this long without events it parks.
+const POLL: Duration = Duration::from_micros(100);
+
 impl<S: Store> Writer<S> {
     fn run(&mut self, rx: Receiver<Msg>) {
-        let mut unsynced = false;
+        // Group commit on a thread of its own: the writer keeps serializing and writing while
+        // the disk syncs the previous batches.
+        let (sync_tx, sync_rx) = bounded::<SyncWork>(1);
+        let (done_tx, done_rx) = bounded::<SyncDone>(1);
+        let syncer = std::thread::Builder::new()
+            .name("audit-sync".into())
+            .spawn(move || {
+                for (job, generation, heads) in sync_rx {
+                    let result = job().map_err(|e| e.to_string());
+                    if done_tx.send((generation, heads, result)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("start the audit sync thread");
+
+        let mut written = 0u64; // generation of the last successful write
+        let mut synced = 0u64; // generation covered by the last completed sync
+        let mut in_flight = false;
         let mut failed: Option<String> = None;
         let mut last_sync = Instant::now();
         let mut last_seal = Instant::now();
-        let mut flushes: Vec<Reply> = Vec::new();
-        let mut seal_requests: Vec<Reply> = Vec::new();
+        let mut last_event = Instant::now();
+        let mut durable: HashMap<String, ChainHead> = HashMap::new();
+        let mut flushes: Vec<(u64, Reply)> = Vec::new();
+        let mut seal_requests: Vec<(u64, Reply)> = Vec::new();
         let mut shutdown: Option<Reply> = None;
+        let mut disconnected = false;
         loop {
-            let pending_work = unsynced || failed.is_some();
-            let first = if pending_work {
-                let wait = if failed.is_some() {
-                    Duration::from_millis(100)
-                } else {
-                    self.commit_interval.saturating_sub(last_sync.elapsed())
-                };
-                match rx.recv_timeout(wait) {
+            let busy = in_flight || written > synced || failed.is_some() || !flushes.is_empty();
+            let first = if disconnected || shutdown.is_some() {
+                if in_flight {
+                    std::thread::sleep(POLL);
+                }
+                None
+            } else if busy || last_event.elapsed() < self.commit_interval {
+                match rx.try_recv() {
                     Ok(m) => Some(m),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => {
+                        std::thread::sleep(POLL);
+                        None
+                    }
+                    Err(TryRecvError::Disconnected) => {
+                        disconnected = true;
+                        None
+                    }
                 }
             } else {
                 match rx.recv() {
                     Ok(m) => Some(m),
-                    Err(_) => break,
+                    Err(_) => {
+                        disconnected = true;
+                        None
+                    }
                 }
             };
             let mut next = first;
             let mut taken = 0;
+            let mut new_flushes = Vec::new();
+            let mut new_seals = Vec::new();
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Event(p) => self.chain(*p),
-                    Msg::Flush(r) => flushes.push(r),
-                    Msg::Seal(r) => seal_requests.push(r),
+                    Msg::Event(p) => {
+                        self.chain(*p);
+                        last_event = Instant::now();
+                    }
+                    Msg::Flush(r) => new_flushes.push(r),
+                    Msg::Seal(r) => new_seals.push(r),
                     Msg::Shutdown(r) => shutdown = Some(r),
                 }
                 taken += 1;
@@ -358,52 +411,97 @@ impl<S: Store> Writer<S> {
             }
 
             // Write what was chained; on failure keep it and retry, reporting unhealthy.
-            match self.write_buffers() {
-                Ok(wrote) => unsynced |= wrote,
-                Err(e) => failed = Some(self.fail(e)),
+            if failed.is_none() {
+                match self.write_buffers() {
+                    Ok(true) => written += 1,
+                    Ok(false) => {}
+                    Err(e) => failed = Some(self.fail(e)),
+                }
             }
-            let must_sync = !flushes.is_empty()
+            // Requests wait for the generation that covers every event sent before them.
+            flushes.extend(new_flushes.into_iter().map(|r| (written, r)));
+            seal_requests.extend(new_seals.into_iter().map(|r| (written, r)));
+
+            if let Ok((generation, heads, result)) = done_rx.try_recv() {
+                in_flight = false;
+                match result {
+                    Ok(()) => {
+                        synced = synced.max(generation);
+                        for head in heads {
+                            durable.insert(head.chain.clone(), head);
+                        }
+                    }
+                    Err(message) => failed = Some(self.fail(StoreError::Config(message))),
+                }
+            }
+            if failed.is_some() && !in_flight && self.retry_ok() {
+                failed = None;
+                synced = written;
+                durable.extend(self.chains.values().map(|s| (s.head.chain.clone(), s.head.clone())));
+            }
+
+            let want_sync = !flushes.is_empty()
                 || !seal_requests.is_empty()
                 || shutdown.is_some()
+                || disconnected
                 || last_sync.elapsed() >= self.commit_interval;
-            if unsynced && must_sync && failed.is_none() {
-                match self.store.sync() {
-                    Ok(()) => {
-                        unsynced = false;
-                        last_sync = Instant::now();
+            if failed.is_none() && !in_flight && written > synced && want_sync {
+                let heads: Vec<ChainHead> = self
+                    .chains
+                    .values()
+                    .filter(|s| durable.get(&s.head.chain).is_none_or(|d| d.seq < s.head.seq))
+                    .map(|s| s.head.clone())
+                    .collect();
+                last_sync = Instant::now();
+                match self.store.sync_job() {
+                    Ok(Some(job)) => {
+                        in_flight = true;
+                        if sync_tx.send((job, written, heads)).is_err() {
+                            failed = Some(self.fail(StoreError::Config("the audit sync thread stopped".into())));
+                        }
+                    }
+                    Ok(None) => {
+                        synced = written;
+                        durable.extend(heads.into_iter().map(|h| (h.chain.clone(), h)));
                     }
                     Err(e) => failed = Some(self.fail(e)),
                 }
             }
-            if failed.is_some() && self.retry_ok(&mut unsynced) {
-                failed = None;
-            }
+
+            flushes.retain(|(needed, reply)| match outcome(&failed, *needed <= synced) {
+                Some(result) => {
+                    let _ = reply.send(result);
+                    false
+                }
+                None => true,
+            });
             let seal_due = last_seal.elapsed() >= self.seal_interval;
-            if failed.is_none() && !unsynced && (seal_due || !seal_requests.is_empty() || shutdown.is_some()) {
-                if let Err(e) = self.seal() {
+            let all_synced = written == synced && !in_flight;
+            let seals_ready = seal_requests.iter().all(|(needed, _)| *needed <= synced);
+            let must_seal = (!seal_requests.is_empty() && seals_ready) || (shutdown.is_some() && all_synced);
+            if failed.is_none() && (seal_due || must_seal) {
+                if let Err(e) = self.seal(&durable) {
                     failed = Some(self.fail(e));
                 }
                 last_seal = Instant::now();
             }
-            let outcome = match &failed {
-                Some(message) => Err(message.clone()),
-                None => Ok(()),
-            };
-            if failed.is_some() || !unsynced {
-                for r in flushes.drain(..) {
-                    let _ = r.send(outcome.clone());
+            seal_requests.retain(|(needed, reply)| match outcome(&failed, *needed <= synced) {
+                Some(result) => {
+                    let _ = reply.send(result);
+                    false
                 }
-            }
-            if failed.is_some() || (!unsynced && seal_due) || shutdown.is_some() || !seal_requests.is_empty() {
-                for r in seal_requests.drain(..) {
-                    let _ = r.send(outcome.clone());
+                None => true,
+            });
+            let finished = all_synced || failed.is_some();
+            if (shutdown.is_some() || disconnected) && finished && !in_flight {
+                if let Some(r) = shutdown.take() {
+                    let _ = r.send(outcome(&failed, true).expect("decided"));
                 }
-            }
-            if let Some(r) = shutdown.take() {
-                let _ = r.send(outcome);
                 break;
             }
         }
+        drop(sync_tx);
+        let _ = syncer.join();
         self.shared.running.store(false, Ordering::Relaxed);
     }
 
@@ -415,10 +513,9 @@ impl<S: Store> Writer<S> {
         e.to_string()
     }
 
-    fn retry_ok(&mut self, unsynced: &mut bool) -> bool {
+    fn retry_ok(&mut self) -> bool {
         let ok = self.write_buffers().is_ok() && self.store.sync().is_ok();
         if ok {
-            *unsynced = false;
             self.shared.healthy.store(true, Ordering::Relaxed);
             tracing::info!(target: "audit::store", "audit store recovered");
         }
@@ -439,16 +536,16 @@ impl<S: Store> Writer<S> {
         Ok(wrote)
     }
 
-    fn seal(&mut self) -> Result<(), StoreError> {
+    /// Seals the durable head of every chain that moved since its last seal.
+    fn seal(&mut self, durable: &HashMap<String, ChainHead>) -> Result<(), StoreError> {
         let now = Timestamp::now();
-        let seals: Vec<Seal> = self
-            .chains
+        let seals: Vec<Seal> = durable
             .values()
-            .filter(|s| s.head.seq > s.sealed_seq)
-            .map(|s| Seal {
-                chain: s.head.chain.clone(),
-                seq: s.head.seq,
-                hash: s.head.hash,
+            .filter(|d| self.chains.get(&d.chain).is_some_and(|s| d.seq > s.sealed_seq))
+            .map(|d| Seal {
+                chain: d.chain.clone(),
+                seq: d.seq,
+                hash: d.hash,
                 sealed_at: now,
             })
             .collect();
@@ -501,12 +598,12 @@ impl<S: Store> Writer<S> {
             }),
         };
         let micros = event.timestamp.unix_micros().max(0) as u64;
+        // UUIDv7: the time in milliseconds, then random bits. Uniqueness needs randomness, not
+        // secrecy, so a fast generator seeded once beats a getrandom call per event.
         let id = event.id.unwrap_or_else(|| {
-            uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-                &self.uuid_ctx,
-                micros / 1_000_000,
-                (micros % 1_000_000) as u32 * 1000,
-            ))
+            let mut random = [0u8; 10];
+            self.rng.fill(&mut random);
+            uuid::Builder::from_unix_timestamp_millis(micros / 1000, &random).into_uuid()
         });
         let context = (!event.context.is_empty()).then_some(&event.context);
         state.batch.push(

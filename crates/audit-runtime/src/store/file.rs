@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::StoreError;
 use crate::record::LineView;
-use crate::store::{ChainBatch, ChainHead, Seal, Store};
+use crate::store::{ChainBatch, ChainHead, Seal, Store, SyncJob};
 use crate::time::Timestamp;
 
 /// Settings of a [`FileStore`].
@@ -297,6 +297,22 @@ impl Store for FileStore {
             active.dirty = false;
         }
         Ok(())
+    }
+
+    fn sync_job(&mut self) -> Result<Option<SyncJob>, StoreError> {
+        // A duplicated descriptor syncs the same file, so the writer keeps appending meanwhile.
+        let mut files = Vec::new();
+        for active in self.active.values_mut().filter(|a| a.dirty) {
+            let file = active.file.try_clone().map_err(StoreError::io(&active.path))?;
+            files.push((active.path.clone(), file));
+            active.dirty = false;
+        }
+        Ok(Some(Box::new(move || {
+            for (path, file) in files {
+                file.sync_data().map_err(StoreError::io(&path))?;
+            }
+            Ok(())
+        })))
     }
 
     fn seal(&mut self, seals: &[Seal]) -> Result<(), StoreError> {

@@ -25,6 +25,9 @@ pub struct ChainHead {
     pub timestamp: Timestamp,
 }
 
+/// Work that makes appended records durable, run off the writer's thread.
+pub type SyncJob = Box<dyn FnOnce() -> Result<(), StoreError> + Send>;
+
 /// A checkpoint of a chain kept apart from its events, so that deleting the newest events
 /// (truncation) is detected, not only edits in the middle.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +60,14 @@ pub trait Store: Send + 'static {
 
     /// Makes everything appended so far durable (survives power loss, not only `kill -9`).
     fn sync(&mut self) -> Result<(), StoreError>;
+
+    /// Starts making everything appended so far durable on another thread: returns the work
+    /// to run there, so the writer keeps writing while the disk syncs. Stores whose sync must
+    /// run on the writer's thread (a database commit) sync here and return `None`.
+    fn sync_job(&mut self) -> Result<Option<SyncJob>, StoreError> {
+        self.sync()?;
+        Ok(None)
+    }
 
     /// Records seals of these heads, durably; called only after `sync` covered them.
     fn seal(&mut self, heads: &[Seal]) -> Result<(), StoreError>;
