@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::capture::{AuditConnection, DeleteTarget, InsertValues, Limit, UpdateTarget};
 use crate::error::Error;
-use crate::outbox::Captured;
-use crate::sql::Dialect;
+use crate::outbox::{Captured, WrittenEvent};
+use crate::sql::{Dialect, OutboxParts};
 
 /// The default cap of the bulk operations ([`Audited::update_all`], [`Audited::delete_all`]).
 pub const DEFAULT_MAX_ROWS: usize = 10_000;
@@ -141,6 +141,11 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
     /// Writes events to the outbox table in the same transaction as the change instead of
     /// handing them to the writer after the commit; a [`Relay`](crate::Relay) delivers them.
     /// Create the table once with [`AuditConnection::create_outbox`].
+    ///
+    /// On PostgreSQL a single-row [`update`](Self::update) of an eligible model writes its
+    /// outbox row in the same statement as the change (see the
+    /// [crate documentation](crate#how-the-before-state-is-read)); the first such update of a
+    /// model runs a one-off probe to establish eligibility.
     pub fn outbox(mut self, on: bool) -> Self {
         self.opts.outbox = on;
         self
@@ -212,14 +217,21 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
     }
 
     /// Runs `capture` so that it is atomic and its events are released only after commit.
+    ///
+    /// `single_statement`: `capture` is one statement, atomic on its own. `writes_outbox`: it
+    /// also writes its events to the outbox itself (and returns none), so with the outbox on
+    /// it still needs no transaction of its own.
     fn apply<R>(
         &mut self,
         single_statement: bool,
+        writes_outbox: bool,
         capture: impl FnOnce(&mut C, &Options) -> Result<(R, Vec<Captured>), Error>,
     ) -> Result<R, Error> {
         if let Some(pending) = &mut self.pending {
             let (value, captured) = capture(self.conn, &self.opts)?;
-            if self.opts.outbox {
+            if writes_outbox {
+                debug_assert!(captured.is_empty());
+            } else if self.opts.outbox {
                 let scope = AuditScope::current();
                 let rows: Vec<_> = captured.iter().map(|c| c.to_outbox_row(scope.as_ref())).collect();
                 if !rows.is_empty() {
@@ -237,6 +249,11 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         if self.conn.in_plain_transaction()? {
             return Err(Error::UnauditedTransaction);
         }
+        if single_statement && writes_outbox {
+            // One statement writing the change and its outbox rows: nothing to release.
+            let (value, _) = capture(self.conn, &self.opts)?;
+            return Ok(value);
+        }
         if single_statement && !self.opts.outbox {
             // One statement is its own transaction: released once it has returned.
             audit_runtime::ensure_sink(self.opts.failure_mode)?;
@@ -249,7 +266,7 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
             release(events, self.opts.failure_mode)?;
             return Ok(value);
         }
-        self.transaction(|tx| tx.apply(single_statement, capture))
+        self.transaction(|tx| tx.apply(single_statement, writes_outbox, capture))
     }
 
     /// Inserts one row and records its after-state; returns the row as stored (defaults,
@@ -339,7 +356,7 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         V: InsertValues<'q, C, T, M>,
         M: AuditModel,
     {
-        self.apply(true, |conn, _| {
+        self.apply(true, false, |conn, _| {
             let row = values.capture_insert(conn, table)?;
             let captured = created(action, &row);
             Ok((row, vec![captured]))
@@ -359,7 +376,7 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         M: AuditModel,
     {
         let values: Vec<V> = values.into_iter().collect();
-        self.apply(values.len() <= 1, |conn, _| {
+        self.apply(values.len() <= 1, false, |conn, _| {
             let mut rows = Vec::with_capacity(values.len());
             let mut captured = Vec::with_capacity(values.len());
             for v in values {
@@ -422,35 +439,94 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         Tg: UpdateTarget<'q, C, V, M>,
         M: AuditModel,
     {
-        self.apply(C::DIALECT == Dialect::Postgres, |conn, opts| {
-            let pairs = target.capture_update(conn, changes, limit)?;
-            let timestamp = Timestamp::now();
-            let action = action.unwrap_or_else(|| default_action::<M>("update"));
-            let mut out = Vec::with_capacity(pairs.len());
-            let mut captured = Vec::with_capacity(pairs.len());
-            for (before, after) in pairs {
-                let (b, a) = (before.audit_snapshot(), after.audit_snapshot());
-                let changed = changed_fields(&b, &a, opts.ignore);
-                if !(opts.skip_unchanged && changed.is_empty()) {
-                    let (b, a) = match opts.snapshots {
-                        Snapshots::Full => (b, a),
-                        Snapshots::Changed => (only(&b, &changed), only(&a, &changed)),
+        // PostgreSQL with the outbox: one statement that writes the outbox rows too, when the
+        // database provably builds the model's snapshots (see `crate::plan`).
+        let plan = if self.opts.outbox
+            && limit.single
+            && self.opts.snapshots == Snapshots::Full
+            && !self.opts.skip_unchanged
+            && C::DIALECT == Dialect::Postgres
+            // (outside an audited transaction, a plain one is refused below: no probe then)
+            && (self.pending.is_some() || !self.conn.in_plain_transaction()?)
+        {
+            Tg::snapshot_plan(self.conn)
+        } else {
+            None
+        };
+        if let Some(plan) = plan {
+            return self.apply(true, true, |conn, opts| {
+                let timestamp = Timestamp::now();
+                let action = action.unwrap_or_else(|| default_action::<M>("update"));
+                let scope = AuditScope::current();
+                let (event_id, prefix) = crate::outbox::outbox_prefix(&action, timestamp, scope.as_ref());
+                let parts = OutboxParts {
+                    plan,
+                    ignore: opts.ignore,
+                    event_id: event_id.clone(),
+                    prefix,
+                    resource_type: M::RESOURCE_TYPE,
+                };
+                let rows = target.capture_update_outboxed(conn, changes, limit, parts)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for (before, after, written) in rows {
+                    let (b, a) = (before.audit_snapshot(), after.audit_snapshot());
+                    let changed = changed_fields(&b, &a, opts.ignore);
+                    let expected = Changes {
+                        before: Some(b),
+                        after: Some(a),
+                        fields: changed.clone(),
                     };
-                    captured.push(Captured {
-                        action: action.clone(),
-                        resource: after.audit_resource(),
-                        changes: Changes {
-                            before: Some(b),
-                            after: Some(a),
-                            fields: changed.clone(),
-                        },
-                        timestamp,
-                    });
+                    let agrees = serde_json::from_str::<WrittenEvent>(&written)
+                        .is_ok_and(|w| w.changes == expected && w.resource == after.audit_resource());
+                    if !agrees {
+                        // Never expected (the plan was proven on probes): stop using it, and fail
+                        // so that an enclosing transaction rolls back.
+                        plan.disable();
+                        return Err(Error::Outbox {
+                            event_id,
+                            message: "the database built an event that differs from the model's snapshots; \
+                                      the one-statement outbox path is disabled for this model"
+                                .into(),
+                        });
+                    }
+                    out.push(Change { before, after, changed });
                 }
-                out.push(Change { before, after, changed });
-            }
-            Ok((out, captured))
-        })
+                Ok((out, Vec::new()))
+            });
+        }
+        self.apply(
+            C::DIALECT == Dialect::Postgres && !self.opts.outbox,
+            false,
+            |conn, opts| {
+                let pairs = target.capture_update(conn, changes, limit)?;
+                let timestamp = Timestamp::now();
+                let action = action.unwrap_or_else(|| default_action::<M>("update"));
+                let mut out = Vec::with_capacity(pairs.len());
+                let mut captured = Vec::with_capacity(pairs.len());
+                for (before, after) in pairs {
+                    let (b, a) = (before.audit_snapshot(), after.audit_snapshot());
+                    let changed = changed_fields(&b, &a, opts.ignore);
+                    if !(opts.skip_unchanged && changed.is_empty()) {
+                        let (b, a) = match opts.snapshots {
+                            Snapshots::Full => (b, a),
+                            Snapshots::Changed => (only(&b, &changed), only(&a, &changed)),
+                        };
+                        captured.push(Captured {
+                            action: action.clone(),
+                            resource: after.audit_resource(),
+                            changes: Changes {
+                                before: Some(b),
+                                after: Some(a),
+                                fields: changed.clone(),
+                            },
+                            timestamp,
+                        });
+                    }
+                    out.push(Change { before, after, changed });
+                }
+                Ok((out, captured))
+            },
+        )
     }
 
     fn delete_as<'q, Tg, M>(&mut self, action: Option<Cow<'static, str>>, target: Tg) -> Result<M, Error>
@@ -493,7 +569,7 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         Tg: DeleteTarget<'q, C, M>,
         M: AuditModel,
     {
-        self.apply(C::DIALECT == Dialect::Postgres, |conn, _| {
+        self.apply(C::DIALECT == Dialect::Postgres, false, |conn, _| {
             let rows = target.capture_delete(conn, limit)?;
             let timestamp = Timestamp::now();
             let action = action.unwrap_or_else(|| default_action::<M>("delete"));

@@ -4,13 +4,15 @@ use std::collections::HashMap;
 
 use audit_runtime::AuditModel;
 use diesel::connection::{AnsiTransactionManager, LoadConnection};
+use diesel::dsl::AsSelect as SelectBy;
 use diesel::query_builder::{IntoUpdateTarget, QueryFragment};
 use diesel::query_dsl::LoadQuery;
-use diesel::{AsChangeset, Connection, QuerySource, RunQueryDsl, Selectable, Table};
+use diesel::{AsChangeset, Connection, QuerySource, RunQueryDsl, Selectable, SelectableHelper, Table};
 
 use crate::error::Error;
 use crate::outbox::OutboxRow;
-use crate::sql::{self, Capture, Dialect, InsertReturning};
+use crate::plan::{self, Probe, SnapshotPlan};
+use crate::sql::{self, Capture, Dialect, Extra, InsertReturning, OutboxParts, ProbeParts};
 
 /// A diesel connection that audited operations run on: SQLite
 /// ([`diesel::SqliteConnection`]) or PostgreSQL ([`diesel::PgConnection`]), depending on the
@@ -47,6 +49,17 @@ pub trait AuditConnection: Connection<TransactionManager = AnsiTransactionManage
     }
 }
 
+/// The SQL of a fragment without binds, as the backend renders it.
+fn fragment_sql<DB, Q>(fragment: &Q) -> String
+where
+    Q: QueryFragment<DB>,
+    DB: diesel::backend::Backend + Default,
+    DB::QueryBuilder: Default,
+{
+    let sql = diesel::debug_query::<DB, _>(fragment).to_string();
+    sql.split(" -- binds").next().unwrap_or_default().to_owned()
+}
+
 /// The name of table `T` as the backend renders it, for error messages.
 fn table_name<T: QuerySource, DB>(from: &T::FromClause) -> String
 where
@@ -60,7 +73,7 @@ where
 }
 
 type FromOf<T> = <T as QuerySource>::FromClause;
-type Cap<T, W, V, M, C, const K: u8> = Capture<FromOf<T>, W, V, M, <C as Connection>::Backend, K>;
+type Cap<T, W, V, M, C, const K: u8> = Capture<T, FromOf<T>, W, V, M, <C as Connection>::Backend, K>;
 
 /// How many rows a capture may touch, and what to call it in errors.
 #[doc(hidden)]
@@ -105,11 +118,28 @@ impl Limit {
 /// A target (`customers.find(id)`, `customers.filter(...)`, a table) whose rows can be
 /// updated with changeset `V` and captured as model `M` on connection `C`.
 ///
-/// Implemented for every diesel update target whose statements the backend can run; you do
+/// Implemented for every diesel update target whose statements the backend can run, for
+/// models that are `'static` (the one-statement outbox plan is kept per model type); you do
 /// not implement it yourself. `'q` is the lifetime of the statement's borrowed binds.
 pub trait UpdateTarget<'q, C, V, M>: Sized {
     #[doc(hidden)]
     fn capture_update(self, conn: &mut C, values: V, limit: Limit) -> Result<Vec<(M, M)>, Error>;
+
+    /// PostgreSQL: how one statement can write the outbox rows of this update itself, if it
+    /// provably can (see [`crate::plan`]).
+    #[doc(hidden)]
+    fn snapshot_plan(conn: &mut C) -> Option<&'static SnapshotPlan>;
+
+    /// PostgreSQL: [`capture_update`](Self::capture_update) that also inserts each row's event
+    /// into the outbox, in the same statement; returns the events as written.
+    #[doc(hidden)]
+    fn capture_update_outboxed(
+        self,
+        conn: &mut C,
+        values: V,
+        limit: Limit,
+        parts: OutboxParts,
+    ) -> Result<Vec<(M, M, String)>, Error>;
 }
 
 /// A target whose rows can be deleted and captured as model `M` on connection `C`.
@@ -127,17 +157,77 @@ where
     C::Backend: Default + 'static,
     <C::Backend as diesel::backend::Backend>::QueryBuilder: Default,
     Tg: IntoUpdateTarget<Table = T, WhereClause = W>,
-    T: Table + 'static,
+    T: Table + Default + 'static,
     T::FromClause: QueryFragment<C::Backend> + Clone,
     T::PrimaryKey: QueryFragment<C::Backend>,
     W: Clone,
     V: AsChangeset<Target = T>,
-    M: AuditModel + Selectable<C::Backend>,
+    M: AuditModel + Selectable<C::Backend> + 'static,
+    SelectBy<M, C::Backend>: QueryFragment<C::Backend>,
     Cap<T, W, (), M, C, { sql::SELECT }>: LoadQuery<'q, C, M>,
     Cap<T, W, V::Changeset, M, C, { sql::UPDATE_RETURNING }>: LoadQuery<'q, C, M>,
     Cap<T, W, V::Changeset, M, C, { sql::UPDATE_CTE }>: LoadQuery<'q, C, (M, M)>,
+    Cap<T, W, V::Changeset, M, C, { sql::UPDATE_OUTBOX }>: LoadQuery<'q, C, (M, M, String)>,
+    Cap<T, (), (), M, C, { sql::PROBE }>: LoadQuery<'q, C, (M, String)>,
     Cap<T, W, (), M, C, { sql::COUNT }>: LoadQuery<'q, C, i64>,
 {
+    fn snapshot_plan(conn: &mut C) -> Option<&'static SnapshotPlan> {
+        if C::DIALECT != Dialect::Postgres {
+            return None;
+        }
+        plan::cached::<M, T>(|| {
+            let table = T::default();
+            let from = table.from_clause();
+            let from_sql = fragment_sql::<C::Backend, _>(&from);
+            let columns = plan::selected_columns(&fragment_sql::<C::Backend, _>(&M::as_select()), &from_sql)?;
+            // In a savepoint (or its own transaction): a failed probe leaves an enclosing
+            // transaction usable. Any failure means "not eligible".
+            let probed = conn.transaction(|conn| {
+                plan::derive::<M, Error>(&columns, |true_column| {
+                    let q: Cap<T, (), (), M, C, { sql::PROBE }> =
+                        Capture::new(from.clone(), (), (), 1, &[]).with(Extra::Probe(ProbeParts {
+                            columns: columns.clone(),
+                            table: from_sql.clone(),
+                            true_column: true_column.to_owned(),
+                        }));
+                    let (model, values): (M, String) = q.get_result(conn)?;
+                    let values = serde_json::from_str(&values).map_err(|e| Error::Outbox {
+                        event_id: String::new(),
+                        message: format!("probe values: {e}"),
+                    })?;
+                    Ok(Probe { model, values })
+                })
+            });
+            probed.ok().flatten()
+        })
+    }
+
+    fn capture_update_outboxed(
+        self,
+        conn: &mut C,
+        values: V,
+        limit: Limit,
+        parts: OutboxParts,
+    ) -> Result<Vec<(M, M, String)>, Error> {
+        let target = self.into_update_target();
+        let from = target.table.from_clause();
+        let name = || table_name::<T, C::Backend>(&from);
+        let keys = sql::primary_key_names::<T, C::Backend>(&target.table);
+        let q: Cap<T, W, _, M, C, { sql::UPDATE_OUTBOX }> = Capture::new(
+            from.clone(),
+            target.where_clause.clone(),
+            values.as_changeset(),
+            limit.cap,
+            keys,
+        )
+        .with(Extra::Outbox(Box::new(parts)));
+        let rows: Vec<(M, M, String)> = q.load(conn)?;
+        if rows.is_empty() {
+            explain_empty::<T, W, M, C>(conn, from.clone(), target.where_clause, limit, &name)?;
+        }
+        Ok(rows)
+    }
+
     fn capture_update(self, conn: &mut C, values: V, limit: Limit) -> Result<Vec<(M, M)>, Error> {
         let target = self.into_update_target();
         let from = target.table.from_clause();
@@ -157,9 +247,7 @@ where
             Dialect::Sqlite => {
                 // Inside BEGIN IMMEDIATE (the caller's job): no writer can come between the
                 // read and the update, so both see the same rows.
-                let q: Cap<T, W, (), M, C, { sql::SELECT }> =
-                    Capture::new(from.clone(), target.where_clause.clone(), (), limit.cap, &[]);
-                let before: Vec<M> = q.load(conn)?;
+                let before = read_before::<T, W, M, C>(conn, from.clone(), target.where_clause.clone(), limit)?;
                 limit.check(before.len(), name)?;
                 if before.is_empty() {
                     return Ok(Vec::new());
@@ -171,6 +259,33 @@ where
             }
         }
     }
+}
+
+/// SQLite: the before-images, at most `cap + 1` of them (enough to see the cap exceeded).
+/// The statement has no `LIMIT` (see [`Capture`]): reading stops there and the statement is
+/// reset when the iterator is dropped.
+fn read_before<'q, T, W, M, C>(
+    conn: &mut C,
+    from: T::FromClause,
+    where_clause: W,
+    limit: Limit,
+) -> Result<Vec<M>, Error>
+where
+    C: AuditConnection,
+    T: Table,
+    M: Selectable<C::Backend>,
+    Cap<T, W, (), M, C, { sql::SELECT }>: LoadQuery<'q, C, M>,
+{
+    let q: Cap<T, W, (), M, C, { sql::SELECT }> = Capture::new(from, where_clause, (), limit.cap, &[]);
+    let most = limit.cap.saturating_add(1);
+    let mut rows = Vec::with_capacity(most.min(64));
+    for row in q.load_iter::<M, diesel::connection::DefaultLoadingMode>(conn)? {
+        rows.push(row?);
+        if rows.len() >= most {
+            break;
+        }
+    }
+    Ok(rows)
 }
 
 fn explain_empty<'q, T, W, M, C>(
@@ -241,9 +356,7 @@ where
                 Ok(rows)
             }
             Dialect::Sqlite => {
-                let q: Cap<T, W, (), M, C, { sql::SELECT }> =
-                    Capture::new(from.clone(), target.where_clause.clone(), (), limit.cap, &[]);
-                let before: Vec<M> = q.load(conn)?;
+                let before = read_before::<T, W, M, C>(conn, from.clone(), target.where_clause.clone(), limit)?;
                 limit.check(before.len(), name)?;
                 if before.is_empty() {
                     return Ok(Vec::new());

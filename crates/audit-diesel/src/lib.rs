@@ -87,7 +87,18 @@
 //!   the before-image is the row as locked, so a concurrent update either finishes first and is
 //!   seen, or waits. Deletes use `DELETE ... USING old ... RETURNING`.
 //! - SQLite: `SELECT` then `UPDATE ... RETURNING` inside `BEGIN IMMEDIATE`, which takes the
-//!   write lock before the read.
+//!   write lock before the read. The read has no `LIMIT` (SQLite re-prepares a statement with
+//!   a bound `LIMIT` on every run); it stops after `max_rows + 1` rows instead, and its
+//!   prepared statement is cached by type.
+//! - PostgreSQL with the outbox: a single-row update is still one statement, whose
+//!   data-modifying CTE also inserts the outbox row, its snapshots built by the database from
+//!   the old and new row. This is used only for models for which a probe has proven that the
+//!   database builds exactly the model's snapshots (redacted members as the constant, other
+//!   members from the one column whose values they show, column types whose JSON is the same
+//!   in PostgreSQL and serde); every other model, and the bulk and
+//!   [`Snapshots::Changed`]/[`skip_unchanged`](Audited::skip_unchanged) forms, take `BEGIN`,
+//!   the statement above, the outbox insert and `COMMIT`. Each event the database writes is
+//!   compared with the model's; a difference fails the operation.
 //!
 //! The bulk forms lock at most `max_rows + 1` rows and change nothing when more match, so a
 //! filter that is wider than intended fails instead of logging (and changing) a million rows.
@@ -109,6 +120,7 @@ mod audited;
 mod capture;
 mod error;
 pub mod outbox;
+mod plan;
 mod sql;
 
 pub use audited::{Audited, Change, DEFAULT_MAX_ROWS, Snapshots, WithAction};

@@ -111,22 +111,12 @@ impl Captured {
 
     /// The outbox row, with the ambient scope resolved now (the relay runs elsewhere).
     pub fn to_outbox_row(&self, scope: Option<&AuditScope>) -> OutboxRow {
-        let micros = self.timestamp.unix_micros().max(0) as u64;
-        let ts = uuid::Timestamp::from_unix(uuid::NoContext, micros / 1_000_000, (micros % 1_000_000) as u32 * 1000);
-        let id = Uuid::new_v7(ts);
+        let id = event_id(self.timestamp);
+        let stored = stored_event(id, &self.action, self.timestamp, scope);
         let stored = StoredEvent {
-            id,
-            timestamp: self.timestamp.unix_micros(),
-            action: Cow::Borrowed(&self.action),
-            category: Category::Mutation,
-            actor: scope.and_then(AuditScope::actor_ref).map(Cow::Borrowed),
-            tenant: scope.and_then(AuditScope::tenant_name).map(Cow::Borrowed),
-            context: scope
-                .map(AuditScope::context_ref)
-                .filter(|c| !c.is_empty())
-                .map(Cow::Borrowed),
             resource: Some(Cow::Borrowed(&self.resource)),
             changes: Some(Cow::Borrowed(&self.changes)),
+            ..stored
         };
         let event = serde_json::to_string(&stored).expect("events serialize");
         OutboxRow {
@@ -134,6 +124,49 @@ impl Captured {
             event,
         }
     }
+}
+
+/// A UUIDv7 for an event at `timestamp`.
+fn event_id(timestamp: Timestamp) -> Uuid {
+    let micros = timestamp.unix_micros().max(0) as u64;
+    let ts = uuid::Timestamp::from_unix(uuid::NoContext, micros / 1_000_000, (micros % 1_000_000) as u32 * 1000);
+    Uuid::new_v7(ts)
+}
+
+/// The stored event without resource and changes.
+fn stored_event<'a>(id: Uuid, action: &'a str, timestamp: Timestamp, scope: Option<&'a AuditScope>) -> StoredEvent<'a> {
+    StoredEvent {
+        id,
+        timestamp: timestamp.unix_micros(),
+        action: Cow::Borrowed(action),
+        category: Category::Mutation,
+        actor: scope.and_then(AuditScope::actor_ref).map(Cow::Borrowed),
+        tenant: scope.and_then(AuditScope::tenant_name).map(Cow::Borrowed),
+        context: scope
+            .map(AuditScope::context_ref)
+            .filter(|c| !c.is_empty())
+            .map(Cow::Borrowed),
+        resource: None,
+        changes: None,
+    }
+}
+
+/// For an outbox row the database completes (see [`crate::plan`]): the event id, and the
+/// event's JSON without its resource and changes and without the closing brace, ending in a
+/// comma (`{"id":"...",...,`). The database appends `"resource":{...},"changes":{...}}`.
+pub(crate) fn outbox_prefix(action: &str, timestamp: Timestamp, scope: Option<&AuditScope>) -> (String, String) {
+    let id = event_id(timestamp);
+    let mut prefix = serde_json::to_string(&stored_event(id, action, timestamp, scope)).expect("events serialize");
+    prefix.pop(); // the closing brace (the event has an id, so it is not empty)
+    prefix.push(',');
+    (id.to_string(), prefix)
+}
+
+/// What the one-statement outboxed update wrote, for the comparison with the model's event.
+#[derive(Deserialize)]
+pub(crate) struct WrittenEvent {
+    pub resource: Resource,
+    pub changes: Changes,
 }
 
 fn decode(event_id: &str, json: &str) -> Result<(Uuid, AuditEvent), Error> {

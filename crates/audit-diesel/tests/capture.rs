@@ -55,6 +55,10 @@ both!(insert_update_delete_are_recorded_with_redacted_snapshots, |db, conn| {
     assert_eq!(before(&records[1])["plan"], "free");
     assert_eq!(after(&records[1])["plan"], "pro");
     assert_eq!(after(&records[1])["ssn"], "[redacted]");
+    // The update names the fields it changed; creates and deletes name none.
+    assert_eq!(records[1].changes.as_ref().unwrap().fields, ["plan", "updated_at"]);
+    assert!(records[0].changes.as_ref().unwrap().fields.is_empty());
+    assert!(records[2].changes.as_ref().unwrap().fields.is_empty());
     assert_eq!(before(&records[2])["plan"], "pro");
     assert!(records[2].changes.as_ref().unwrap().after.is_none());
     log.verify();

@@ -6,6 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use audit_diesel::outbox::audit_outbox;
@@ -13,7 +14,9 @@ use audit_diesel::{AuditConnection, AuditedExt, Error, Relay};
 use audit_runtime::query::FileSource;
 use audit_runtime::{Actor, AuditScope, AuthMethod};
 use common::{Customer, Log, before, customers, new_customer};
+use diesel::connection::{InstrumentationEvent, SimpleConnection};
 use diesel::prelude::*;
+use serde_json::json;
 
 both!(events_are_committed_with_the_change_and_relayed_once, |db, conn| {
     let log = Log::new();
@@ -68,6 +71,9 @@ both!(events_are_committed_with_the_change_and_relayed_once, |db, conn| {
         assert_eq!(r.context.as_ref().unwrap().ip.as_deref(), Some("192.0.2.1"));
     }
     assert_eq!(before(&records[1])["plan"], "free");
+    assert_eq!(common::after(&records[1])["plan"], "pro");
+    assert_eq!(common::after(&records[1])["ssn"], "[redacted]");
+    assert_eq!(records[1].changes.as_ref().unwrap().fields, ["plan"]);
     log.verify();
 });
 
@@ -99,6 +105,180 @@ both!(a_relay_after_a_crash_skips_what_was_delivered, |db, conn| {
     assert_eq!(records.len(), 4, "no event delivered twice");
     log.verify();
 });
+
+// ---- PostgreSQL: the outboxed update is one statement ----
+
+/// The SQL of every statement the connection runs from now on.
+fn record_statements(conn: &mut PgConnection) -> Arc<Mutex<Vec<String>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+        if let InstrumentationEvent::StartQuery { query, .. } = event {
+            sink.lock().unwrap().push(query.to_string());
+        }
+    });
+    seen
+}
+
+fn relay_all<C: AuditConnection>(conn: &mut C, log: &Log) -> Vec<audit_runtime::Record> {
+    let mut source = FileSource::open(log.path()).unwrap();
+    Relay::new().drain(conn, &log.guard, &mut source).unwrap();
+    log.records()
+}
+
+#[test]
+fn an_outboxed_update_is_one_statement_on_postgres() {
+    let Some(db) = common::PgDb::new() else { return };
+    let mut conn = db.connect();
+    conn.create_outbox().unwrap();
+    let log = Log::new();
+    let ada: Customer = conn
+        .audited()
+        .insert(customers::table, new_customer("Ada", "free"))
+        .unwrap();
+    let scope = AuditScope::new()
+        .actor(Actor::user("usr_7", AuthMethod::Sso))
+        .tenant("acme")
+        .context("request_id", "req_7");
+    let update = |conn: &mut PgConnection, plan: &str| {
+        scope.in_scope(|| {
+            conn.audited()
+                .outbox(true)
+                .ignore(&["updated_at"])
+                .update::<Customer, _, _>(
+                    customers::table.find(ada.id),
+                    (customers::plan.eq(plan.to_owned()), customers::updated_at.eq(9)),
+                )
+                .unwrap()
+        })
+    };
+    update(&mut conn, "warm-up"); // the first one proves the plan for the model
+    let seen = record_statements(&mut conn);
+    let change = update(&mut conn, "pro");
+    assert_eq!(change.changed, ["plan"]);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "one statement, no BEGIN/COMMIT: {seen:#?}");
+        assert!(seen[0].contains("INSERT INTO \"audit_outbox\""), "{}", seen[0]);
+    }
+    // Inside a transaction too, and a rolled-back savepoint takes its outbox row with it.
+    seen.lock().unwrap().clear();
+    conn.audited()
+        .outbox(true)
+        .transaction(|tx| -> Result<(), Error> {
+            let _ = tx.transaction(|tx| -> Result<(), Error> {
+                tx.update::<Customer, _, _>(customers::table.find(ada.id), customers::plan.eq("gone"))?;
+                Err(Error::NotFound {
+                    operation: "test",
+                    table: "savepoint".into(),
+                })
+            });
+            tx.update::<Customer, _, _>(customers::table.find(ada.id), customers::name.eq("Ada L."))?;
+            Ok(())
+        })
+        .unwrap();
+    let statements = seen.lock().unwrap().clone();
+    assert!(
+        !statements.iter().any(|s| s.starts_with("INSERT")),
+        "no separate outbox insert: {statements:#?}"
+    );
+    // Not found, not unique: nothing changes, no outbox row.
+    let err = conn
+        .audited()
+        .outbox(true)
+        .update::<Customer, _, _>(customers::table.find(-1), customers::plan.eq("x"))
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    let _: Customer = conn
+        .audited()
+        .insert(customers::table, new_customer("Bob", "free"))
+        .unwrap();
+    let err = conn
+        .audited()
+        .outbox(true)
+        .update::<Customer, _, _>(customers::table, customers::plan.eq("x"))
+        .unwrap_err();
+    assert!(matches!(err, Error::NotUnique { .. }), "{err}");
+
+    // The outbox never held the SSN, and the relayed events are the model's.
+    let events: Vec<String> = audit_outbox::table.select(audit_outbox::event).load(&mut conn).unwrap();
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| !e.contains(common::SSN)), "{events:#?}");
+    let records = relay_all(&mut conn, &log);
+    let updates: Vec<_> = records.iter().filter(|r| r.action == "customer.update").collect();
+    assert_eq!(updates.len(), 3, "{records:#?}");
+    let pro = updates[1];
+    assert_eq!(
+        before(pro),
+        &json!({"id": ada.id, "name": "Ada", "plan": "warm-up", "ssn": "[redacted]", "balance": 0, "updated_at": 9})
+    );
+    assert_eq!(common::after(pro)["plan"], "pro");
+    assert_eq!(pro.changes.as_ref().unwrap().fields, ["plan"]);
+    assert_eq!(pro.resource.as_ref().unwrap().id, ada.id.to_string());
+    assert_eq!(pro.actor.id, "usr_7");
+    assert_eq!(pro.tenant.as_deref(), Some("acme"));
+    assert_eq!(pro.context.as_ref().unwrap().request_id.as_deref(), Some("req_7"));
+    assert_eq!(updates[2].changes.as_ref().unwrap().fields, ["name"]);
+    assert_eq!(common::after(updates[2])["name"], "Ada L.");
+    log.verify();
+}
+
+/// Generated by diesel's `table!`.
+#[allow(missing_docs)]
+mod scored {
+    diesel::table! {
+        scored (id) {
+            id -> BigInt,
+            score -> Double,
+            note -> Text,
+        }
+    }
+}
+
+/// A model with a column type whose JSON the probe does not cover (`double precision`):
+/// its outboxed updates take the general path.
+#[derive(Queryable, Selectable, audit::AuditModel, Debug)]
+#[diesel(table_name = scored::scored)]
+#[audit(resource = "scored")]
+struct Scored {
+    id: i64,
+    score: f64,
+    #[audit(rename = "label")]
+    note: String,
+}
+
+#[test]
+fn a_model_the_database_cannot_snapshot_takes_the_general_path() {
+    let Some(db) = common::PgDb::new() else { return };
+    let mut conn = db.connect();
+    conn.create_outbox().unwrap();
+    conn.batch_execute(
+        "CREATE TABLE scored (id BIGINT PRIMARY KEY, score DOUBLE PRECISION NOT NULL, note TEXT NOT NULL); \
+         INSERT INTO scored VALUES (1, 1.0, 'a')",
+    )
+    .unwrap();
+    let log = Log::new();
+    let seen = record_statements(&mut conn);
+    for score in [1.5, 2.0] {
+        let change = conn
+            .audited()
+            .outbox(true)
+            .update::<Scored, _, _>(scored::scored::table.find(1), scored::scored::score.eq(score))
+            .unwrap();
+        assert_eq!(change.changed, ["score"]);
+    }
+    let statements = seen.lock().unwrap().clone();
+    assert!(statements.iter().any(|s| s == "BEGIN"), "{statements:#?}");
+    let records = relay_all(&mut conn, &log);
+    assert_eq!(records.len(), 2);
+    assert_eq!(before(&records[1]), &json!({"id": 1, "score": 1.5, "label": "a"}));
+    assert_eq!(
+        common::after(&records[1]),
+        &json!({"id": 1, "score": 2.0, "label": "a"})
+    );
+    assert_eq!(records[1].changes.as_ref().unwrap().fields, ["score"]);
+    log.verify();
+}
 
 // ---- SIGKILL between commit and relay, and between delivery and deletion ----
 

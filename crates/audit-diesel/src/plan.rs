@@ -1,0 +1,323 @@
+//! PostgreSQL with the outbox: the plan by which one statement builds an event's snapshots
+//! from the rows it updates, so that the outbox row is written by the same statement as the
+//! change (one round trip instead of `BEGIN`, update, outbox insert, `COMMIT`).
+//!
+//! A snapshot is what the model's [`AuditModel::audit_snapshot`] makes of a row, so the
+//! database may build it only where it provably builds the same thing. That is established
+//! once per model and table, before the first such statement, by a probe: the model is loaded
+//! (through diesel, exactly as for a real row) from synthetic rows of the table in which every
+//! selected column holds a value that no other column holds, and its snapshots and id are
+//! compared with those values:
+//!
+//! - a snapshot member whose value is `"[redacted]"` in every probe is written as that constant;
+//! - any other member must equal the value of exactly one selected column in every probe,
+//!   and is then written from that column (`to_jsonb`-compatible types only: `smallint`,
+//!   `integer`, `bigint`, `text`, `character varying`, `boolean`, whose JSON form is the same
+//!   as that of the Rust integers, strings and booleans diesel loads them as);
+//! - the resource id must equal the text of exactly one column.
+//!
+//! Anything else (another column type, a member computed from several columns, a renamed
+//! field whose name matches no proof, a value that does not round-trip, a custom
+//! `audit_resource`) and the model never takes this path: its outboxed updates run the
+//! statements of the general path. Columns that back no proven member, which includes every
+//! redacted or skipped field, are never read into the outbox row, so a raw sensitive value
+//! cannot reach it. As a second line of defence each statement returns the event it wrote,
+//! which is compared with the event the model makes of the same rows; a difference fails the
+//! operation (rolling back an enclosing transaction) and disables the plan for good.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use audit_runtime::{AuditModel, REDACTED, Resource};
+use serde_json::{Map, Value};
+
+/// Where a snapshot member comes from in the one-statement outboxed update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The value of this column (of the old or the new row).
+    Column(String),
+    /// The constant `"[redacted]"`.
+    Redacted,
+}
+
+/// How the database builds the snapshots and resource id of model `M` from table `T`.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct SnapshotPlan {
+    /// The snapshot members in the model's order.
+    pub entries: Vec<(String, Source)>,
+    /// The column whose text is the resource id.
+    pub id_column: String,
+    disabled: AtomicBool,
+}
+
+impl SnapshotPlan {
+    /// Stops using this plan (after the database built an event the model disagrees with).
+    pub fn disable(&self) {
+        self.disabled.store(true, Ordering::Relaxed);
+    }
+
+    fn usable(&self) -> bool {
+        !self.disabled.load(Ordering::Relaxed)
+    }
+}
+
+/// A model loaded from a synthetic row, and the values of that row by column.
+pub(crate) struct Probe<M> {
+    pub model: M,
+    pub values: Map<String, Value>,
+}
+
+/// `json_build_object` takes at most 100 arguments: 50 members.
+const MAX_ENTRIES: usize = 50;
+
+/// The plan of `(M, T)`, built by `build` the first time (`None`: not eligible, for good).
+pub(crate) fn cached<M: 'static, T: 'static>(
+    build: impl FnOnce() -> Option<SnapshotPlan>,
+) -> Option<&'static SnapshotPlan> {
+    static CACHE: OnceLock<Mutex<HashMap<TypeId, Option<&'static SnapshotPlan>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = TypeId::of::<(M, T)>();
+    let hit = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).copied();
+    let plan = match hit {
+        Some(plan) => plan,
+        None => {
+            // Built without the lock (it queries the database); the first one stored wins.
+            let built: Option<&'static SnapshotPlan> = build().map(|p| &*Box::leak(Box::new(p)));
+            *cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(key)
+                .or_insert(built)
+        }
+    };
+    plan.filter(|p| p.usable())
+}
+
+/// Derives the plan from probes of the selected `columns`: `probe(name)` loads the model
+/// from a synthetic row in which boolean column `name` alone is true (`""`: none is).
+pub(crate) fn derive<M: AuditModel, E>(
+    columns: &[String],
+    mut probe: impl FnMut(&str) -> Result<Probe<M>, E>,
+) -> Result<Option<SnapshotPlan>, E> {
+    let first = probe("")?;
+    let mut bools = Vec::new();
+    for (i, column) in columns.iter().enumerate() {
+        if columns[..i].contains(column) {
+            return Ok(None);
+        }
+        match first.values.get(column) {
+            Some(Value::Bool(_)) => bools.push(column.clone()),
+            Some(Value::Number(_) | Value::String(_)) => {}
+            // NULL: a type the probe does not cover.
+            _ => return Ok(None),
+        }
+    }
+    let mut probes = vec![first];
+    for column in &bools {
+        probes.push(probe(column)?);
+    }
+    Ok(plan_from(columns, &probes))
+}
+
+fn plan_from<M: AuditModel>(columns: &[String], probes: &[Probe<M>]) -> Option<SnapshotPlan> {
+    let mut snapshots = Vec::with_capacity(probes.len());
+    for p in probes {
+        let Value::Object(map) = p.model.audit_snapshot() else {
+            return None;
+        };
+        let id = p.model.audit_id();
+        if p.model.audit_resource() != Resource::new(M::RESOURCE_TYPE, &id) {
+            return None;
+        }
+        snapshots.push((map, id));
+    }
+    let keys: Vec<&String> = snapshots[0].0.keys().collect();
+    if keys.len() > MAX_ENTRIES || snapshots.iter().any(|(s, _)| !s.keys().eq(keys.iter().copied())) {
+        return None;
+    }
+    let value_of = |p: &Probe<M>, column: &str| p.values.get(column).cloned().unwrap_or(Value::Null);
+    let mut entries = Vec::with_capacity(keys.len());
+    for key in keys {
+        if M::SKIPPED_FIELDS.contains(&key.as_str()) {
+            return None;
+        }
+        let redacted = snapshots.iter().all(|(s, _)| s[key] == Value::String(REDACTED.into()));
+        if redacted {
+            entries.push((key.clone(), Source::Redacted));
+            continue;
+        }
+        if M::REDACTED_FIELDS.contains(&key.as_str()) {
+            return None;
+        }
+        let mut matching = columns.iter().filter(|c| {
+            probes
+                .iter()
+                .zip(&snapshots)
+                .all(|(p, (s, _))| value_of(p, c) == s[key])
+        });
+        match (matching.next(), matching.next()) {
+            (Some(column), None) => entries.push((key.clone(), Source::Column(column.clone()))),
+            _ => return None,
+        }
+    }
+    let text = |v: Value| match v {
+        Value::String(s) => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let mut ids = columns.iter().filter(|c| {
+        probes
+            .iter()
+            .zip(&snapshots)
+            .all(|(p, (_, id))| text(value_of(p, c)).as_ref() == Some(id))
+    });
+    let id_column = match (ids.next(), ids.next()) {
+        (Some(column), None) => column.clone(),
+        _ => return None,
+    };
+    Some(SnapshotPlan {
+        entries,
+        id_column,
+        disabled: AtomicBool::new(false),
+    })
+}
+
+/// The unqualified column names of a rendered selection if it is nothing but columns of the
+/// table rendered as `from` (`"t"."a", "t"."b"`), else `None`.
+pub(crate) fn selected_columns(select: &str, from: &str) -> Option<Vec<String>> {
+    let mut columns = Vec::new();
+    let mut rest = select;
+    loop {
+        rest = rest.strip_prefix(from)?.strip_prefix('.')?;
+        let (name, after) = quoted_identifier(rest)?;
+        columns.push(name);
+        if after.is_empty() {
+            return Some(columns);
+        }
+        rest = after.strip_prefix(", ")?;
+    }
+}
+
+/// `"a""b"...` -> (`a"b`, the rest).
+fn quoted_identifier(s: &str) -> Option<(String, &str)> {
+    let mut chars = s.strip_prefix('"')?.char_indices().peekable();
+    let mut name = String::new();
+    while let Some((i, c)) = chars.next() {
+        if c == '"' {
+            if chars.peek().map(|&(_, c)| c) == Some('"') {
+                chars.next();
+                name.push('"');
+            } else {
+                return Some((name, &s[i + 2..]));
+            }
+        } else {
+            name.push(c);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    struct Row {
+        id: i64,
+        name: String,
+        // Redacted: never shown.
+        #[allow(dead_code)]
+        secret: String,
+        on: bool,
+        off: bool,
+    }
+
+    impl AuditModel for Row {
+        const RESOURCE_TYPE: &'static str = "row";
+        const REDACTED_FIELDS: &'static [&'static str] = &["secret"];
+        fn audit_id(&self) -> String {
+            self.id.to_string()
+        }
+        fn audit_snapshot(&self) -> Value {
+            json!({"id": self.id, "label": self.name, "secret": REDACTED, "on": self.on, "off": self.off})
+        }
+    }
+
+    /// Rows as the probe statement would load them: ids 1000 + position, texts `p<pos>`.
+    fn probe(columns: &[&str], bool_true: &str, swap: bool) -> Probe<Row> {
+        let mut values = Map::new();
+        for (i, c) in columns.iter().enumerate() {
+            let pos = i as i64 + 1;
+            let v = match *c {
+                "id" => json!(1000 + pos),
+                "on" | "off" => json!(*c == bool_true),
+                _ => json!(format!("p{pos}")),
+            };
+            values.insert((*c).to_owned(), v);
+        }
+        let s = |c: &str| values[c].as_str().unwrap().to_owned();
+        let b = |c: &str| values[c].as_bool().unwrap();
+        let model = Row {
+            id: values["id"].as_i64().unwrap(),
+            name: if swap { s("secret") } else { s("name") },
+            secret: if swap { s("name") } else { s("secret") },
+            on: b("on"),
+            off: b("off"),
+        };
+        Probe { model, values }
+    }
+
+    #[test]
+    fn members_map_to_the_one_column_that_explains_them() {
+        let columns = ["id", "name", "secret", "on", "off"];
+        let names: Vec<String> = columns.iter().map(|c| (*c).to_owned()).collect();
+        let plan = derive(&names, |b| Ok::<_, ()>(probe(&columns, b, false)))
+            .unwrap()
+            .expect("eligible");
+        let entries: HashMap<_, _> = plan.entries.iter().cloned().collect();
+        assert_eq!(entries["label"], Source::Column("name".into()));
+        assert_eq!(entries["secret"], Source::Redacted);
+        assert_eq!(entries["on"], Source::Column("on".into()));
+        assert_eq!(entries["off"], Source::Column("off".into()));
+        assert_eq!(plan.id_column, "id");
+        // A member backed by the secret column is written from it only if the model itself
+        // shows that column's value (here: `label` shows the secret; nothing is hidden that
+        // the model would show, and the redacted member stays a constant).
+        let plan = derive(&names, |b| Ok::<_, ()>(probe(&columns, b, true)))
+            .unwrap()
+            .unwrap();
+        let entries: HashMap<_, _> = plan.entries.iter().cloned().collect();
+        assert_eq!(entries["label"], Source::Column("secret".into()));
+        assert_eq!(entries["secret"], Source::Redacted);
+    }
+
+    #[test]
+    fn unknown_types_and_foreign_selections_are_not_eligible() {
+        let names: Vec<String> = ["id", "name"].iter().map(|c| (*c).to_owned()).collect();
+        let plan = derive(&names, |_| {
+            Ok::<_, ()>(Probe {
+                model: Row {
+                    id: 1001,
+                    name: "p2".into(),
+                    secret: String::new(),
+                    on: false,
+                    off: false,
+                },
+                values: serde_json::from_value(json!({"id": 1001, "name": null})).unwrap(),
+            })
+        })
+        .unwrap();
+        assert!(plan.is_none());
+        assert_eq!(
+            selected_columns(r#""t"."id", "t"."a""b""#, r#""t""#),
+            Some(vec!["id".to_owned(), "a\"b".to_owned()])
+        );
+        assert_eq!(selected_columns(r#""t"."id", lower("t"."name")"#, r#""t""#), None);
+        assert_eq!(selected_columns(r#""u"."id""#, r#""t""#), None);
+    }
+}
