@@ -101,6 +101,12 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode, Error> {
         reports.push((name, report));
     }
     for (_, report) in &reports {
+        for line in &report.unfinished {
+            eprintln!(
+                "note: {line}: the newest segment ends with an incomplete line (a write in progress, or a crash \
+                 the store repairs when it is next opened); it is not a record yet and was not verified"
+            );
+        }
         for torn in &report.torn_fragments {
             eprintln!(
                 "note: {}: a torn fragment the store kept aside after a crash (never acknowledged, not part of any chain)",

@@ -119,6 +119,10 @@ pub struct VerifyReport {
     pub malformed: Vec<Damage>,
     /// Torn fragments a crash left, kept aside by the store (informational).
     pub torn_fragments: Vec<PathBuf>,
+    /// Last lines without a newline at the end of a store's newest segment: a write in
+    /// progress, or a crash not yet repaired. They are not records yet, so they are neither
+    /// verified nor damage; a seal beyond them still reports the chain as truncated.
+    pub unfinished: Vec<Location>,
     /// Lines read.
     pub lines: u64,
 }
@@ -155,6 +159,8 @@ pub struct Source {
     pub path: PathBuf,
     /// True for store segments (a store keeps whole chains), false for exports.
     pub from_genesis: bool,
+    /// True for the newest segment of a chain in a store, which its writer may be appending to.
+    pub growing: bool,
 }
 
 /// The files behind a list of paths: a store directory's segments (chain by chain, oldest
@@ -178,10 +184,14 @@ impl Inputs {
             if is_store_dir(path) {
                 let files = store_files(path)?;
                 for (_, segments) in files.chains {
-                    inputs.sources.extend(segments.into_iter().map(|path| Source {
-                        path,
-                        from_genesis: true,
-                    }));
+                    let newest = segments.len().saturating_sub(1);
+                    inputs
+                        .sources
+                        .extend(segments.into_iter().enumerate().map(|(i, path)| Source {
+                            path,
+                            from_genesis: true,
+                            growing: i == newest,
+                        }));
                 }
                 inputs.seals.extend(files.seals);
                 inputs.torn.extend(files.torn);
@@ -192,12 +202,14 @@ impl Inputs {
                 inputs.sources.extend(found.into_iter().map(|path| Source {
                     path,
                     from_genesis: false,
+                    growing: false,
                 }));
             } else {
                 std::fs::metadata(path).map_err(StoreError::io(path))?;
                 inputs.sources.push(Source {
                     path: path.to_path_buf(),
                     from_genesis: false,
+                    growing: false,
                 });
             }
         }
@@ -576,6 +588,7 @@ impl Verifier {
             chains,
             malformed: self.malformed,
             torn_fragments: Vec::new(),
+            unfinished: Vec::new(),
             lines: self.lines,
         }
     }
@@ -599,6 +612,7 @@ pub fn verify_inputs(
     for seals in inputs.seals.iter().chain(&opts.seals) {
         verifier.add_seals(seals)?;
     }
+    let mut unfinished = Vec::new();
     for source in &inputs.sources {
         let from_genesis = source.from_genesis || opts.require_genesis;
         let mut number = 0;
@@ -612,6 +626,13 @@ pub fn verify_inputs(
                     };
                     verifier.push_checked(line, location, from_genesis, Some(*hash_ok));
                 }
+            }
+            None if source.growing => {
+                number += 1;
+                unfinished.push(Location {
+                    path: source.path.clone(),
+                    line: number,
+                });
             }
             None => {
                 number += 1;
@@ -630,6 +651,7 @@ pub fn verify_inputs(
     }
     let mut report = verifier.finish();
     report.torn_fragments = inputs.torn.clone();
+    report.unfinished = unfinished;
     Ok(report)
 }
 
