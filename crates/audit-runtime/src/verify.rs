@@ -332,7 +332,7 @@ impl Verifier {
                             file,
                             line: number,
                         };
-                        self.seals.entry(seal.chain).or_default().insert(seal.seq, entry);
+                        self.insert_seal(seal.chain, seal.seq, entry);
                     }
                     Err(e) => self.malformed.push(Damage {
                         kind: DamageKind::Malformed,
@@ -365,7 +365,39 @@ impl Verifier {
             file: self.seal_files.len() - 1,
             line,
         };
-        self.seals.entry(seal.chain).or_default().insert(seal.seq, entry);
+        self.insert_seal(seal.chain, seal.seq, entry);
+    }
+
+    /// Keeps a seal; two seals of one seq that disagree are evidence in themselves (a forged
+    /// seal, or a chain rewritten between them), whatever the records say.
+    fn insert_seal(&mut self, chain: String, seq: u64, entry: SealEntry) {
+        let seals = self.seals.entry(chain.clone()).or_default();
+        match seals.get(&seq) {
+            Some(old) if old.hash != entry.hash => {
+                let place = |e: &SealEntry| format!("{}:{}", self.seal_files[e.file].display(), e.line);
+                let detail = format!(
+                    "two seals of seq {seq} disagree: {} at {} and {} at {}",
+                    old.hash,
+                    place(old),
+                    entry.hash,
+                    place(&entry)
+                );
+                let location = Location {
+                    path: self.seal_files[entry.file].clone(),
+                    line: entry.line,
+                };
+                self.malformed.push(Damage {
+                    kind: DamageKind::Forged,
+                    chain: Some(chain),
+                    seq: Some(seq),
+                    location,
+                    detail,
+                });
+            }
+            _ => {
+                seals.insert(seq, entry);
+            }
+        }
     }
 
     /// The first damage found so far in `chain` (to stop copying at it).

@@ -193,3 +193,28 @@ fn the_oldest_records_of_a_store_cannot_silently_go() {
     let damage = report.damages().next().expect("missing head detected");
     assert_eq!((damage.kind, damage.seq), (DamageKind::Missing, Some(1)));
 }
+
+#[test]
+fn seals_that_disagree_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layer, guard) = common::file_layer(dir.path());
+    emit_n(layer, "acme", 0..5);
+    guard.shutdown().unwrap();
+    let seals = std::fs::read_to_string(dir.path().join("seals/acme.jsonl")).unwrap();
+    let real: audit_runtime::Seal = serde_json::from_str(seals.lines().last().unwrap()).unwrap();
+    let forged = audit_runtime::Seal {
+        hash: audit_runtime::ChainHash([7; 32]),
+        ..real.clone()
+    };
+    let other = dir.path().join("other-seals.jsonl");
+    std::fs::write(&other, format!("{}\n", serde_json::to_string(&forged).unwrap())).unwrap();
+    let opts = audit_runtime::verify::VerifyOptions {
+        seals: vec![other.clone()],
+        ..Default::default()
+    };
+    let report = verify_paths(&[dir.path()], &opts).unwrap();
+    let damage = report.damages().next().expect("conflict reported");
+    assert_eq!((damage.kind, damage.seq), (DamageKind::Forged, Some(real.seq)));
+    assert_eq!(damage.location.path, other);
+    assert!(damage.detail.contains("disagree"), "{}", damage.detail);
+}
