@@ -161,6 +161,8 @@ pub struct Source {
     pub from_genesis: bool,
     /// True for the newest segment of a chain in a store, which its writer may be appending to.
     pub growing: bool,
+    /// The chain a store keeps in this file (from its directory), to name it in damage.
+    pub chain: Option<String>,
 }
 
 /// The files behind a list of paths: a store directory's segments (chain by chain, oldest
@@ -183,7 +185,7 @@ impl Inputs {
             let path = path.as_ref();
             if is_store_dir(path) {
                 let files = store_files(path)?;
-                for (_, segments) in files.chains {
+                for (chain, segments) in files.chains {
                     let newest = segments.len().saturating_sub(1);
                     inputs
                         .sources
@@ -191,6 +193,7 @@ impl Inputs {
                             path,
                             from_genesis: true,
                             growing: i == newest,
+                            chain: Some(chain.clone()),
                         }));
                 }
                 inputs.seals.extend(files.seals);
@@ -203,6 +206,7 @@ impl Inputs {
                     path,
                     from_genesis: false,
                     growing: false,
+                    chain: None,
                 }));
             } else {
                 std::fs::metadata(path).map_err(StoreError::io(path))?;
@@ -210,6 +214,7 @@ impl Inputs {
                     path: path.to_path_buf(),
                     from_genesis: false,
                     growing: false,
+                    chain: None,
                 });
             }
         }
@@ -409,7 +414,7 @@ impl Verifier {
     /// the first time starts at seq 1 (or within or right after the range a purge seal
     /// covers), and that it is not cut short of its seals.
     pub fn push(&mut self, line: &[u8], location: impl FnOnce() -> Location, from_genesis: bool) {
-        self.push_checked(line, location, from_genesis, None);
+        self.push_checked(line, location, from_genesis, None, None);
     }
 
     /// [`push`](Self::push), with the hash check already done (on another thread) when
@@ -420,11 +425,26 @@ impl Verifier {
         location: impl FnOnce() -> Location,
         from_genesis: bool,
         hash_ok: Option<bool>,
+        known_chain: Option<&str>,
     ) {
         self.lines += 1;
         self.expect_whole |= from_genesis;
         let view = match LineView::parse(line) {
             Ok(v) => v,
+            // In a store the file says which chain the line stands in: name it, and the seq a
+            // record there would have. The chain itself goes on being checked around the line.
+            Err(m) if known_chain.is_some() => {
+                let chain = known_chain.expect("checked");
+                let next = self.chains.get(chain).map_or(1, |p| p.last_seq + 1);
+                self.malformed.push(Damage {
+                    kind: DamageKind::Malformed,
+                    chain: Some(chain.to_owned()),
+                    seq: Some(next),
+                    location: location(),
+                    detail: m.0,
+                });
+                return;
+            }
             Err(m) => {
                 self.malformed.push(Damage {
                     kind: DamageKind::Malformed,
@@ -656,7 +676,7 @@ pub fn verify_inputs(
                         path: source.path.clone(),
                         line: number,
                     };
-                    verifier.push_checked(line, location, from_genesis, Some(*hash_ok));
+                    verifier.push_checked(line, location, from_genesis, Some(*hash_ok), source.chain.as_deref());
                 }
             }
             None if source.growing => {

@@ -238,6 +238,9 @@ fn a_garbage_line_is_reported_malformed() {
     assert_eq!(malformed[0]["kind"], "malformed");
     assert_eq!(malformed[0]["location"]["path"], file.to_str().unwrap());
     assert_eq!(malformed[0]["location"]["line"], 6);
+    // The store's layout names the chain, and the seq a record there would have had.
+    assert_eq!(malformed[0]["chain"], "acme");
+    assert_eq!(malformed[0]["seq"], 6);
     // The chain around the garbage line is intact.
     assert_intact(&report, "acme", ACME);
 
@@ -245,7 +248,7 @@ fn a_garbage_line_is_reported_malformed() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stdout(&out).contains(&format!(
-            "DAMAGE [malformed]: malformed line, {}:6: too short",
+            "DAMAGE [malformed]: malformed line in chain `acme` at seq 6, {}:6: too short",
             file.display()
         )),
         "{}",
