@@ -2,8 +2,6 @@
 //! single-row on PostgreSQL (audited, audited with the outbox, and a `to_jsonb` row trigger),
 //! single-row on SQLite, and a 1,000-row filtered update on both. Prints throughput ratios.
 
-mod support;
-
 use std::time::Duration;
 
 use audit::AuditModel;
@@ -236,11 +234,17 @@ fn main() {
     guard.flush().unwrap();
     c.final_summary();
 
-    support::report("sqlite_update", "plain_update", "audited_update", 0.60, true);
-    support::report("sqlite_update_durable", "plain_update", "audited_update", 0.60, true);
-    support::report("sqlite_bulk", "plain_update_1000", "audited_update_1000", 0.0, true);
-    support::report("pg_update", "plain_update", "audited_update", 0.80, true);
-    support::report("pg_update", "plain_update", "audited_update_outbox", 0.70, true);
-    support::report("pg_update", "plain_update", "trigger_update", 0.0, true);
-    support::report("pg_bulk", "plain_update_1000", "audited_update_1000", 0.0, true);
+    audit_bench_support::report("sqlite_update", "plain_update", "audited_update", Some(0.60), true);
+    audit_bench_support::report(
+        "sqlite_update_durable",
+        "plain_update",
+        "audited_update",
+        Some(0.60),
+        true,
+    );
+    audit_bench_support::report("sqlite_bulk", "plain_update_1000", "audited_update_1000", None, true);
+    audit_bench_support::report("pg_update", "plain_update", "audited_update", Some(0.80), true);
+    audit_bench_support::report("pg_update", "plain_update", "audited_update_outbox", Some(0.70), true);
+    audit_bench_support::report("pg_update", "plain_update", "trigger_update", None, true);
+    audit_bench_support::report("pg_bulk", "plain_update_1000", "audited_update_1000", None, true);
 }

@@ -1,8 +1,6 @@
 //! Caller-side cost of recording one audit event with the file store installed, against one
 //! `tracing::info!` with the same eight fields through `fmt().json()` into `io::sink()`.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use audit_runtime::{Actor, AuditEvent, AuditLayer, AuditScope, AuthMethod, Category, FailureMode, FileStore};
@@ -75,5 +73,5 @@ criterion_group!(benches, caller);
 fn main() {
     benches();
     criterion::Criterion::default().configure_from_args().final_summary();
-    support::report("caller", "fmt_json_info", "audit_emit", 0.5, false);
+    audit_bench_support::report("caller", "fmt_json_info", "audit_emit", Some(0.5), false);
 }

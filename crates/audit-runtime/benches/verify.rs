@@ -1,7 +1,5 @@
 //! `audit verify` throughput against the pure SHA-256 loop over the same lines.
 
-mod support;
-
 use std::time::Duration;
 
 use audit_runtime::verify::{Location, Verifier, VerifyOptions, verify_paths};
@@ -86,6 +84,6 @@ criterion_group!(benches, verify);
 fn main() {
     benches();
     criterion::Criterion::default().configure_from_args().final_summary();
-    support::report("verify", "sha256_lines", "verifier_lines", 0.6, true);
-    support::report("verify", "sha256_lines", "verify_store_dir", 0.6, true);
+    audit_bench_support::report("verify", "sha256_lines", "verifier_lines", Some(0.6), true);
+    audit_bench_support::report("verify", "sha256_lines", "verify_store_dir", Some(0.6), true);
 }

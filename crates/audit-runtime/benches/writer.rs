@@ -1,8 +1,6 @@
 //! Writer throughput (serialize + chain + write with group commit, off the emitting thread)
 //! against the pure build + serialize + SHA-256 loop over the same events on one core.
 
-mod support;
-
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -162,6 +160,6 @@ criterion_group!(benches, writer);
 fn main() {
     benches();
     criterion::Criterion::default().configure_from_args().final_summary();
-    support::report("writer", "build_serialize_sha256", "audit_writer", 0.7, true);
-    support::report("writer", "build_serialize_sha256", "emit_to_disk", 0.0, true);
+    audit_bench_support::report("writer", "build_serialize_sha256", "audit_writer", Some(0.7), true);
+    audit_bench_support::report("writer", "build_serialize_sha256", "emit_to_disk", None, true);
 }
