@@ -114,54 +114,7 @@ impl Actor {
     }
 }
 
-/// The category of an action, fixed per action in the vocabulary (`audit.toml`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Category {
-    /// Logins, logouts, MFA, password changes.
-    Authentication,
-    /// Permission checks, role grants and revocations.
-    Authorization,
-    /// Reads of sensitive data.
-    DataAccess,
-    /// Creates, updates and deletes.
-    Mutation,
-    /// Administrative operations (configuration, impersonation, exports).
-    Admin,
-}
-
-impl Category {
-    /// Every category, in documentation order.
-    pub const ALL: [Category; 5] = [
-        Category::Authentication,
-        Category::Authorization,
-        Category::DataAccess,
-        Category::Mutation,
-        Category::Admin,
-    ];
-
-    /// The name used in records and in `audit.toml`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Category::Authentication => "authentication",
-            Category::Authorization => "authorization",
-            Category::DataAccess => "data_access",
-            Category::Mutation => "mutation",
-            Category::Admin => "admin",
-        }
-    }
-
-    /// Parses the name used in records and in `audit.toml`.
-    pub fn parse(name: &str) -> Option<Self> {
-        Category::ALL.into_iter().find(|c| c.as_str() == name)
-    }
-}
-
-impl fmt::Display for Category {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use audit_vocab::Category;
 
 /// The object acted upon.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

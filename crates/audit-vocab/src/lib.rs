@@ -67,8 +67,10 @@ pub const FILE_NAME: &str = "audit.toml";
 /// searching upwards (a path, relative to the crate's `CARGO_MANIFEST_DIR` or absolute).
 pub const ENV_VAR: &str = "AUDIT_VOCABULARY";
 
-/// The category of an action (the same names as in the audit record).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The category of an action: fixed per action in `audit.toml`, and written in every record
+/// under the same names (`data_access`). The runtime re-exports this one definition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Category {
     /// Logins, logouts, MFA, password changes.
     Authentication,
