@@ -539,41 +539,21 @@ where
     }
 }
 
-impl<T, F, W, V, M, DB> Query for Capture<T, F, W, V, M, DB, SELECT>
-where
-    M: Selectable<DB>,
-    DB: Backend,
-    SelectBy<M, DB>: diesel::Expression,
-{
-    type SqlType = <SelectBy<M, DB> as diesel::Expression>::SqlType;
+/// The kinds that return one model row per affected row.
+macro_rules! returns_model_rows {
+    ($($kind:ident),*) => {$(
+        impl<T, F, W, V, M, DB> Query for Capture<T, F, W, V, M, DB, $kind>
+        where
+            M: Selectable<DB>,
+            DB: Backend,
+            SelectBy<M, DB>: diesel::Expression,
+        {
+            type SqlType = <SelectBy<M, DB> as diesel::Expression>::SqlType;
+        }
+    )*};
 }
 
-impl<T, F, W, V, M, DB> Query for Capture<T, F, W, V, M, DB, UPDATE_RETURNING>
-where
-    M: Selectable<DB>,
-    DB: Backend,
-    SelectBy<M, DB>: diesel::Expression,
-{
-    type SqlType = <SelectBy<M, DB> as diesel::Expression>::SqlType;
-}
-
-impl<T, F, W, V, M, DB> Query for Capture<T, F, W, V, M, DB, DELETE_RETURNING>
-where
-    M: Selectable<DB>,
-    DB: Backend,
-    SelectBy<M, DB>: diesel::Expression,
-{
-    type SqlType = <SelectBy<M, DB> as diesel::Expression>::SqlType;
-}
-
-impl<T, F, W, V, M, DB> Query for Capture<T, F, W, V, M, DB, DELETE_CTE>
-where
-    M: Selectable<DB>,
-    DB: Backend,
-    SelectBy<M, DB>: diesel::Expression,
-{
-    type SqlType = <SelectBy<M, DB> as diesel::Expression>::SqlType;
-}
+returns_model_rows!(SELECT, UPDATE_RETURNING, DELETE_RETURNING, DELETE_CTE);
 
 impl<T, F, W, V, M, DB> Query for Capture<T, F, W, V, M, DB, UPDATE_CTE>
 where

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use audit_postgres::PgStore;
+use audit_postgres::{PgStore, RECORD_COLUMN_TYPES, RECORD_COLUMNS};
 use audit_runtime::copy::event_batch;
 use audit_runtime::query::Indexed;
 use audit_runtime::store::{ChainBatch, ChainHead, Store};
@@ -16,7 +16,6 @@ use audit_runtime::{AuditEvent, Category, ChainHash, Timestamp};
 use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput};
 use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::Type;
 use postgres::{Client, NoTls};
 
 fn batch(n: usize) -> ChainBatch {
@@ -110,28 +109,9 @@ fn insert_plain(c: &mut Client, schema: &str, p: &Plain, offset: &mut i64) {
 fn copy_plain(c: &mut Client, schema: &str, p: &Plain, offset: &mut i64) {
     let mut tx = c.transaction().unwrap();
     let sink = tx
-        .copy_in(&format!(
-            "COPY \"{schema}\".plain (chain, seq, ts, tenant, action, category, actor_id, resource_type, resource_id, outcome, id,
-                                     line, hash, prev_hash) FROM STDIN BINARY"
-        ))
+        .copy_in(&format!("COPY \"{schema}\".plain ({RECORD_COLUMNS}) FROM STDIN BINARY"))
         .unwrap();
-    let types = [
-        Type::TEXT,
-        Type::INT8,
-        Type::TIMESTAMPTZ,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::UUID,
-        Type::TEXT,
-        Type::BYTEA,
-        Type::BYTEA,
-    ];
-    let mut w = BinaryCopyInWriter::new(sink, &types);
+    let mut w = BinaryCopyInWriter::new(sink, &RECORD_COLUMN_TYPES);
     for k in 0..p.ix.len() {
         *offset += 1;
         let ix = &p.ix[k];

@@ -13,14 +13,14 @@
 
 use std::time::{Duration, Instant};
 
-use audit_postgres::{PgStore, page_sql};
+use audit_postgres::{PgStore, RECORD_COLUMN_TYPES, RECORD_COLUMNS, page_sql};
 use audit_runtime::copy::event_batch;
 use audit_runtime::query::{Indexed, Order, Query, RecordSource};
 use audit_runtime::store::ChainHead;
 use audit_runtime::{Actor, AuditEvent, AuthMethod, Category, ChainHash, Timestamp};
 use chrono::{DateTime, Utc};
 use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::{ToSql, Type};
+use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 
 const DAYS: i64 = 365;
@@ -116,22 +116,6 @@ fn load(admin: &mut Client, schema: &str, heads: &mut Vec<ChainHead>, tenants: u
             .execute(&format!("SELECT \"{schema}\".audit_ensure_partition($1)"), &[&date])
             .unwrap();
     }
-    let types = [
-        Type::TEXT,
-        Type::INT8,
-        Type::TIMESTAMPTZ,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::UUID,
-        Type::TEXT,
-        Type::BYTEA,
-        Type::BYTEA,
-    ];
     const ACTIONS: [(&str, Category); 4] = [
         ("billing.update", Category::Mutation),
         ("user.login", Category::Authentication),
@@ -142,11 +126,10 @@ fn load(admin: &mut Client, schema: &str, heads: &mut Vec<ChainHead>, tenants: u
         let mut tx = admin.transaction().unwrap();
         let sink = tx
             .copy_in(&format!(
-                "COPY \"{schema}\".audit_records (chain, seq, ts, tenant, action, category, actor_id, resource_type,
-                     resource_id, outcome, id, line, hash, prev_hash) FROM STDIN BINARY"
+                "COPY \"{schema}\".audit_records ({RECORD_COLUMNS}) FROM STDIN BINARY"
             ))
             .unwrap();
-        let mut w = BinaryCopyInWriter::new(sink, &types);
+        let mut w = BinaryCopyInWriter::new(sink, &RECORD_COLUMN_TYPES);
         for head in heads[first_new..].iter_mut() {
             let events = (0..per_day).map(|k| {
                 let at = start + day * DAY + (k as i64) * (DAY / per_day as i64) + (head.seq as i64 % 997);

@@ -97,19 +97,14 @@ impl PgStore {
 /// multi-row `INSERT`, but cheaper per row on the server).
 const COPY_THRESHOLD: usize = 64;
 
-/// Binary `COPY` of `rows` (the statement trigger checks the chain as for an insert).
-fn copy_rows(
-    tx: &mut postgres::Transaction<'_>,
-    schema: &str,
-    chain: &str,
-    rows: &Rows,
-) -> Result<(), postgres::Error> {
+/// The columns of `audit_records` a record is written to, in the order of
+/// [`RECORD_COLUMN_TYPES`]: for bulk loaders that `COPY ... FROM STDIN BINARY` themselves.
+pub const RECORD_COLUMNS: &str = "chain, seq, ts, tenant, action, category, actor_id, resource_type, resource_id, outcome, id, line, hash, prev_hash";
+
+/// The PostgreSQL types of [`RECORD_COLUMNS`], for `BinaryCopyInWriter`.
+pub const RECORD_COLUMN_TYPES: [postgres::types::Type; 14] = {
     use postgres::types::Type;
-    let sink = tx.copy_in(&format!(
-        "COPY \"{schema}\".audit_records (chain, seq, ts, tenant, action, category, actor_id, resource_type, resource_id,
-                                           outcome, id, line, hash, prev_hash) FROM STDIN BINARY"
-    ))?;
-    let types = [
+    [
         Type::TEXT,
         Type::INT8,
         Type::TIMESTAMPTZ,
@@ -124,8 +119,20 @@ fn copy_rows(
         Type::TEXT,
         Type::BYTEA,
         Type::BYTEA,
-    ];
-    let mut w = postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
+    ]
+};
+
+/// Binary `COPY` of `rows` (the statement trigger checks the chain as for an insert).
+fn copy_rows(
+    tx: &mut postgres::Transaction<'_>,
+    schema: &str,
+    chain: &str,
+    rows: &Rows,
+) -> Result<(), postgres::Error> {
+    let sink = tx.copy_in(&format!(
+        "COPY \"{schema}\".audit_records ({RECORD_COLUMNS}) FROM STDIN BINARY"
+    ))?;
+    let mut w = postgres::binary_copy::BinaryCopyInWriter::new(sink, &RECORD_COLUMN_TYPES);
     for k in 0..rows.seq.len() {
         w.write(&[
             &chain,

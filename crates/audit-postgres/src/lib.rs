@@ -90,6 +90,7 @@ mod store;
 
 pub use config::PgConfig;
 pub use connection::PgStore;
+pub use insert::{RECORD_COLUMN_TYPES, RECORD_COLUMNS};
 pub use migrate::{lock_key, migrate};
 pub use reader::page_sql;
 pub use schema::{SCHEMA_VERSION, role_setup_sql};
