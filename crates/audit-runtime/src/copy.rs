@@ -36,7 +36,7 @@ use crate::error::StoreError;
 use crate::event::{Actor, AuditEvent};
 use crate::query::{RecordSource, StoredRecord, StoredSeal};
 use crate::record::ChainHash;
-use crate::store::file::{FileStore, FileStoreOptions, encode_chain, segments};
+use crate::store::file::{FileStore, FileStoreOptions, encode_chain, segments, write_seal_lines};
 use crate::store::{ChainBatch, ChainHead, Store};
 use crate::time::Timestamp;
 use crate::verify::{Location, Verifier, VerifyReport};
@@ -472,27 +472,6 @@ impl RecordSink for FileSink {
     }
 }
 
-/// Appends seals (purge seals with `"purged":true`) to `DIR/<chain>.jsonl`, durably.
-pub(crate) fn write_seal_lines(seals_dir: &Path, seals: &[StoredSeal]) -> Result<(), StoreError> {
-    fs::create_dir_all(seals_dir).map_err(StoreError::io(seals_dir))?;
-    for seal in seals {
-        let path = seals_dir.join(format!("{}.jsonl", encode_chain(&seal.seal.chain)));
-        let mut line = serde_json::to_vec(seal).expect("seals serialize");
-        line.push(b'\n');
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(StoreError::io(&path))?;
-        file.write_all(&line)
-            .and_then(|()| file.sync_data())
-            .map_err(StoreError::io(&path))?;
-    }
-    File::open(seals_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StoreError::io(seals_dir))
-}
-
 // ---------------------------------------------------------------------------------------
 // Writing events directly.
 
@@ -532,6 +511,7 @@ pub fn event_batch(chain: &str, events: impl IntoIterator<Item = AuditEvent>) ->
             context,
             event.tenant.clone(),
             event.changes.as_ref(),
+            crate::writer::Limits::default().max_changes_bytes,
         );
     }
     batch

@@ -297,6 +297,7 @@ mod tests {
             None,
             None,
             None,
+            usize::MAX,
         );
         let mut head = crate::ChainHead {
             chain: chain.into(),

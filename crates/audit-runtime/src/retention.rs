@@ -500,7 +500,7 @@ impl RetentionTarget for FileRetention {
             .collect();
         // Seals first and durable: a crash between here and the last removal leaves a chain
         // that still verifies (its remaining records are vouched for by the purge seal).
-        crate::copy::write_seal_lines(&self.seals_dir, &seals)?;
+        crate::store::file::write_seal_lines(&self.seals_dir, &seals)?;
         let mut removed = Vec::new();
         for unit in &plan.units {
             let path = PathBuf::from(&unit.name);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
 
 use crate::error::{AuditError, StoreError};
-use crate::event::{Actor, AuditEvent, Changes};
+use crate::event::{Actor, AuditEvent};
 use crate::layer::{AuditLayer, SpanCapture};
 use crate::record::ChainHash;
 use crate::scope::AuditScope;
@@ -214,7 +214,6 @@ impl<S: Store> AuditLayerBuilder<S> {
             max_batch: self.max_batch,
             commit_interval: self.commit_interval,
             seal_interval: self.seal_interval,
-            scratch: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -309,7 +308,6 @@ struct Writer<S> {
     max_batch: usize,
     commit_interval: Duration,
     seal_interval: Duration,
-    scratch: Vec<u8>,
 }
 
 type Reply = Sender<Result<(), String>>;
@@ -396,10 +394,7 @@ impl<S: Store> Writer<S> {
             let mut new_seals = Vec::new();
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Event(p) => {
-                        self.chain(*p);
-                        last_event = Instant::now();
-                    }
+                    Msg::Event(p) => self.chain(*p),
                     Msg::Flush(r) => new_flushes.push(r),
                     Msg::Seal(r) => new_seals.push(r),
                     Msg::Shutdown(r) => shutdown = Some(r),
@@ -408,6 +403,9 @@ impl<S: Store> Writer<S> {
                 if taken < self.max_batch && shutdown.is_none() {
                     next = rx.try_recv().ok();
                 }
+            }
+            if taken > 0 {
+                last_event = Instant::now();
             }
 
             // Write what was chained; on failure keep it and retry, reporting unhealthy.
@@ -580,7 +578,7 @@ impl<S: Store> Writer<S> {
             span.fill(&mut event.context, &mut event.tenant);
         }
         let mut actor = event.actor.take().unwrap_or_else(Actor::unknown);
-        apply_limits(&mut event, &mut actor, &limits, &mut self.scratch);
+        apply_limits(&mut event, &mut actor, &limits);
 
         let chain_key: &str = match event.tenant.as_deref() {
             Some(t) if !t.is_empty() => t,
@@ -616,15 +614,13 @@ impl<S: Store> Writer<S> {
             event.outcome,
             context,
             event.tenant,
-            event
-                .changes
-                .as_ref()
-                .filter(|c| c.before.is_some() || c.after.is_some()),
+            event.changes.as_ref(),
+            limits.max_changes_bytes,
         );
     }
 }
 
-fn apply_limits(event: &mut AuditEvent, actor: &mut Actor, limits: &Limits, scratch: &mut Vec<u8>) {
+fn apply_limits(event: &mut AuditEvent, actor: &mut Actor, limits: &Limits) {
     let max = limits.max_field_bytes;
     let cut = |s: &mut String| truncate(s, max);
     cut(&mut actor.id);
@@ -666,18 +662,6 @@ fn apply_limits(event: &mut AuditEvent, actor: &mut Actor, limits: &Limits, scra
     }
     for v in c.extra.values_mut() {
         cut(v);
-    }
-    if let Some(changes) = &event.changes {
-        scratch.clear();
-        serde_json::to_writer(&mut *scratch, changes).expect("values serialize");
-        if scratch.len() > limits.max_changes_bytes {
-            let marker = serde_json::json!({"truncated": true, "bytes": scratch.len()});
-            event.changes = Some(Changes {
-                before: Some(marker.clone()),
-                after: Some(marker),
-                fields: Vec::new(),
-            });
-        }
     }
 }
 

@@ -200,3 +200,28 @@ fn hostile_text_is_escaped_truncated_and_never_breaks_a_line() {
     );
     common::assert_verifies(dir.path());
 }
+
+#[test]
+fn an_oversized_diff_is_replaced_by_a_marker_and_the_event_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layer, guard) = common::file_layer(dir.path());
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let big = serde_json::json!({ "blob": "b".repeat(300 << 10) });
+    tracing::subscriber::with_default(subscriber, || {
+        AuditEvent::new("document.update", Category::Mutation)
+            .changes(Some(big.clone()), Some(big))
+            .emit_with(FailureMode::Refuse)
+            .unwrap();
+        AuditEvent::new("document.update", Category::Mutation)
+            .changes(None, None)
+            .emit_with(FailureMode::Refuse)
+            .unwrap();
+    });
+    guard.flush().unwrap();
+    let records = common::records(dir.path(), "default");
+    let changes = records[0].changes.as_ref().expect("changes kept, as a marker");
+    assert_eq!(changes.before.as_ref().unwrap()["truncated"], true);
+    assert!(changes.after.as_ref().unwrap()["bytes"].as_u64().unwrap() > 600 << 10);
+    assert!(records[1].changes.is_none(), "an empty diff is left out");
+    common::assert_verifies(dir.path());
+}

@@ -451,13 +451,7 @@ impl Store for SqliteStore {
     }
 
     fn seal(&mut self, seals: &[Seal]) -> Result<(), StoreError> {
-        let seals: Vec<StoredSeal> = seals
-            .iter()
-            .map(|s| StoredSeal {
-                seal: s.clone(),
-                purged: false,
-            })
-            .collect();
+        let seals: Vec<StoredSeal> = seals.iter().cloned().map(StoredSeal::from).collect();
         self.add_seals(&seals)
     }
 }

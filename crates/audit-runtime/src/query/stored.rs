@@ -71,3 +71,10 @@ pub struct StoredSeal {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub purged: bool,
 }
+
+impl From<Seal> for StoredSeal {
+    /// A writer's checkpoint (not a purge seal).
+    fn from(seal: Seal) -> Self {
+        StoredSeal { seal, purged: false }
+    }
+}

@@ -16,7 +16,8 @@ use crate::record::{ChainHash, SCHEMA_VERSION};
 use crate::store::ChainHead;
 use crate::time::Timestamp;
 
-/// The members after `timestamp` and before `prev_hash`, in contract order.
+/// The members after `timestamp` and before `changes`, in contract order (`changes`, the last
+/// one before `prev_hash`, is appended by [`ChainBatch::push`] with its size limit).
 #[derive(Serialize)]
 pub(crate) struct RecordTail<'a> {
     pub actor: &'a Actor,
@@ -29,8 +30,6 @@ pub(crate) struct RecordTail<'a> {
     pub context: Option<&'a Context>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub changes: Option<&'a Changes>,
 }
 
 /// One record of a batch, with the members stores index.
@@ -133,6 +132,7 @@ impl ChainBatch {
         context: Option<&Context>,
         tenant: Option<String>,
         changes: Option<&Changes>,
+        max_changes_bytes: usize,
     ) {
         let start = self.tails.len();
         let tail = RecordTail {
@@ -143,11 +143,28 @@ impl ChainBatch {
             outcome: &outcome,
             context,
             tenant: tenant.as_deref(),
-            changes,
         };
         serde_json::to_writer(&mut self.tails, &tail).expect("records serialize to memory");
         // Keep `"actor":...` without the object's braces: it is spliced into the record.
-        let end = self.tails.len() - 1;
+        self.tails.pop();
+        if let Some(changes) = changes.filter(|c| c.before.is_some() || c.after.is_some()) {
+            self.tails.extend_from_slice(br#","changes":"#);
+            let at = self.tails.len();
+            serde_json::to_writer(&mut self.tails, changes).expect("values serialize to memory");
+            let size = self.tails.len() - at;
+            if size > max_changes_bytes {
+                // An oversized diff must not cost the whole event: say how much went instead.
+                self.tails.truncate(at);
+                let marker = serde_json::json!({ "truncated": true, "bytes": size });
+                let marked = Changes {
+                    before: Some(marker.clone()),
+                    after: Some(marker),
+                    fields: Vec::new(),
+                };
+                serde_json::to_writer(&mut self.tails, &marked).expect("values serialize to memory");
+            }
+        }
+        let end = self.tails.len();
         self.entries.push(Entry {
             id,
             timestamp,

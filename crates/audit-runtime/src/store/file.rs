@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::StoreError;
+use crate::query::StoredSeal;
 use crate::record::LineView;
 use crate::store::{ChainBatch, ChainHead, Seal, Store, SyncJob};
 use crate::time::Timestamp;
@@ -316,21 +317,30 @@ impl Store for FileStore {
     }
 
     fn seal(&mut self, seals: &[Seal]) -> Result<(), StoreError> {
-        for seal in seals {
-            let path = self.seals_dir.join(format!("{}.jsonl", encode_chain(&seal.chain)));
-            let mut line = serde_json::to_vec(seal).expect("seals serialize");
-            line.push(b'\n');
-            let mut file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(StoreError::io(&path))?;
-            file.write_all(&line)
-                .and_then(|()| file.sync_data())
-                .map_err(StoreError::io(&path))?;
-        }
-        Ok(())
+        let seals: Vec<StoredSeal> = seals.iter().cloned().map(StoredSeal::from).collect();
+        write_seal_lines(&self.seals_dir, &seals)
     }
+}
+
+/// Appends seals (purge seals with `"purged":true`) to `DIR/<chain>.jsonl`, durably.
+pub(crate) fn write_seal_lines(seals_dir: &Path, seals: &[StoredSeal]) -> Result<(), StoreError> {
+    fs::create_dir_all(seals_dir).map_err(StoreError::io(seals_dir))?;
+    for seal in seals {
+        let path = seals_dir.join(format!("{}.jsonl", encode_chain(&seal.seal.chain)));
+        let mut line = serde_json::to_vec(seal).expect("seals serialize");
+        line.push(b'\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(StoreError::io(&path))?;
+        file.write_all(&line)
+            .and_then(|()| file.sync_data())
+            .map_err(StoreError::io(&path))?;
+    }
+    File::open(seals_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io(seals_dir))
 }
 
 /// Length of the part of a file that ends in a newline (0 if it has none).
