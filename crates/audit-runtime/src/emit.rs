@@ -88,7 +88,7 @@ impl AuditEvent {
     /// Records this event with the process-wide [`FailureMode`].
     ///
     /// The calling thread only captures the ambient [`AuditScope`] and hands the event to the
-    /// installed [`AuditLayer`]; serialization, chaining and I/O happen on the writer thread.
+    /// installed [`AuditLayer`]; serialization, chaining and I/O happen on the writer's threads.
     /// `Ok` means the writer has the event (call [`WriterGuard::flush`](crate::WriterGuard::flush)
     /// to wait until it is durable); an `Err` is only returned in [`FailureMode::Refuse`].
     pub fn emit(self) -> Result<(), AuditError> {

@@ -106,6 +106,11 @@ impl ChainBatch {
         self.entries.len()
     }
 
+    /// Bytes of the records serialized so far, without their chain members.
+    pub fn bytes(&self) -> usize {
+        self.tails.len()
+    }
+
     /// True when there is nothing to store.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -116,6 +121,27 @@ impl ChainBatch {
         self.tails.clear();
         self.entries.clear();
         self.lines.clear();
+    }
+
+    /// Empties the batch and points it at `chain`, keeping its buffers for reuse.
+    pub(crate) fn reset(&mut self, chain: &str) {
+        self.clear();
+        if self.chain != chain {
+            self.chain = chain.to_owned();
+            self.chain_json = serde_json::to_vec(chain).expect("strings serialize");
+        }
+    }
+
+    /// Moves the records of `other` (of the same chain, not yet chained) after these.
+    pub(crate) fn append(&mut self, other: &mut ChainBatch) {
+        debug_assert_eq!(self.chain, other.chain);
+        let offset = self.tails.len();
+        self.tails.extend_from_slice(&other.tails);
+        self.entries.extend(other.entries.drain(..).map(|mut entry| {
+            entry.tail = entry.tail.start + offset..entry.tail.end + offset;
+            entry
+        }));
+        other.clear();
     }
 
     /// Adds a record: serializes everything but its chain members.
