@@ -670,7 +670,7 @@ pub fn verify_inputs(
         let mut number = 0;
         for_each_chunk(&source.path, progress, |chunk, hashes_ok| match hashes_ok {
             Some(flags) => {
-                for (line, hash_ok) in chunk.split(|&b| b == b'\n').zip(flags) {
+                for (line, hash_ok) in lines(chunk).zip(flags) {
                     number += 1;
                     let location = || Location {
                         path: source.path.clone(),
@@ -730,6 +730,21 @@ const CHUNK: usize = 1 << 20;
 /// Chunks being hashed ahead of the sequential checks.
 const AHEAD: usize = 4;
 
+/// The lines of `chunk`, split at `\n` exactly like `slice::split`, but found with memchr's
+/// vectorized search instead of a byte at a time: splitting was a fifth of verify's time.
+fn lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', chunk)
+        .map(Some)
+        .chain([None])
+        .map(move |newline| {
+            let end = newline.unwrap_or(chunk.len());
+            let line = &chunk[start..end];
+            start = end + 1;
+            line
+        })
+}
+
 /// Reads `path` in chunks of whole lines and checks every line's hash on worker threads (the
 /// expensive, independent part), handing each chunk in order to `each` with one flag per line,
 /// and a last line without newline with `None`. Links, seqs and seals stay sequential in `each`.
@@ -750,7 +765,7 @@ fn for_each_chunk(
             let job_rx = job_rx.clone();
             scope.spawn(move || {
                 for (chunk, reply) in job_rx {
-                    let flags = chunk.split(|&b| b == b'\n').map(LineView::hash_matches).collect();
+                    let flags = lines(&chunk).map(LineView::hash_matches).collect();
                     let _ = reply.send((chunk, flags));
                 }
             });
@@ -806,4 +821,30 @@ fn for_each_chunk(
             pending.push_back(reply_rx);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lines;
+
+    #[test]
+    fn lines_split_like_slice_split() {
+        for chunk in [
+            &b""[..],
+            b"\n",
+            b"a",
+            b"a\n",
+            b"a\nb",
+            b"\n\nab\n\ncd",
+            b"{\"seq\":1}\n{\"seq\":2}",
+        ] {
+            let expected: Vec<&[u8]> = chunk.split(|&b| b == b'\n').collect();
+            assert_eq!(
+                lines(chunk).collect::<Vec<_>>(),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(chunk)
+            );
+        }
+    }
 }
