@@ -1,6 +1,6 @@
 //! Memory under a burst: four threads record 1M events as fast as they can into a file store,
-//! then the peak resident memory is reported. The bounded queue (capacity + one batch) is
-//! what keeps it flat; compare `--capacity` values to see it.
+//! then the peak resident memory is reported. The bounded queue (capacity, plus at most three
+//! batches between the writer's threads) is what keeps it flat; compare capacities to see it.
 //!
 //! ```text
 //! cargo run --release -p audit-runtime --example burst [-- EVENTS [CAPACITY]]
