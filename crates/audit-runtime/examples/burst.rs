@@ -1,5 +1,5 @@
 //! Memory under a burst: four threads record 1M events as fast as they can into a file store,
-//! then the peak resident memory is reported. The bounded queue (capacity, plus at most three
+//! then the peak resident memory is reported. The bounded queue (capacity, plus at most four
 //! batches between the writer's threads) is what keeps it flat; compare capacities to see it.
 //!
 //! ```text

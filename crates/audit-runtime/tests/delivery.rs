@@ -2,10 +2,11 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use audit_runtime::store::{ChainBatch, ChainHead, Seal, Store};
+use audit_runtime::store::{ChainBatch, ChainHead, Seal, Store, SyncJob};
 use audit_runtime::{AuditError, AuditEvent, AuditLayer, Category, FailureMode, FileStore, OnFull, StoreError};
 use tracing_subscriber::prelude::*;
 
@@ -143,10 +144,13 @@ fn a_full_queue_blocks_emitters_and_loses_nothing() {
     let _opens_on_panic = OpenOnDrop(Arc::clone(&gate));
     std::thread::sleep(Duration::from_millis(300));
     let stuck_at = *emitted.lock().unwrap();
-    // The writer thread holds one batch (at most 8) it cannot store, one more waits for it, the
-    // serializing thread holds a third it cannot hand over, and the queue holds 4: the producer
-    // waits with at most 3 * 8 + 4 (+1 in hand) events emitted.
-    assert!(stuck_at <= 29, "producer was not held back (emitted {stuck_at})");
+    // The writer thread holds under two batches of 8 it cannot store, one more waits for it,
+    // the serializing thread holds a fourth it cannot hand over, and the queue holds 4: the
+    // producer waits with at most 4 * 8 + 4 (+1 in hand) events emitted.
+    assert!(
+        stuck_at <= 4 * 8 + 4 + 1,
+        "producer was not held back (emitted {stuck_at})"
+    );
     assert!(!producer.is_finished());
     open(&gate);
     producer.join().unwrap();
@@ -172,16 +176,18 @@ fn a_full_queue_with_a_timeout_reports_undelivered_events() {
     let subscriber = tracing_subscriber::registry().with(layer);
     let _opens_on_panic = OpenOnDrop(Arc::clone(&gate));
     let outcomes: Vec<bool> = tracing::subscriber::with_default(subscriber, || {
-        (0..30)
+        (0..60)
             .map(|_| login().emit_with(FailureMode::Refuse).is_ok())
             .collect()
     });
-    // The stuck writer holds at most one batch (8) and the queue 2: the rest must time out.
+    // The stuck writer's threads hold at most four batches of 8 (under two being stored, one
+    // waiting, one being handed over) and the queue 2: the rest must time out.
     let delivered = outcomes.iter().filter(|ok| **ok).count();
     assert!(
-        delivered <= 11,
-        "at most a batch and a full queue are accepted: {outcomes:?}"
+        delivered <= 4 * 8 + 2 + 1,
+        "at most four batches and a full queue are accepted: {outcomes:?}"
     );
+    assert!(delivered < outcomes.len(), "some events must time out: {outcomes:?}");
     open(&gate);
     guard.flush().unwrap();
     assert_eq!(
@@ -220,4 +226,81 @@ fn flush_waits_for_events_sent_before_it_from_other_threads() {
     assert_eq!(common::records(dir.path(), "t1").len(), 500);
     let report = common::assert_verifies(dir.path());
     assert_eq!(report.chains.iter().map(|c| c.count).sum::<u64>(), 1000);
+}
+
+/// A real file store whose appends fail while `failing` is set, as on a full disk.
+struct FlakyStore {
+    inner: FileStore,
+    failing: Arc<AtomicBool>,
+}
+
+impl Store for FlakyStore {
+    fn heads(&mut self) -> Result<Vec<ChainHead>, StoreError> {
+        self.inner.heads()
+    }
+    fn append(&mut self, batch: &mut ChainBatch, head: &mut ChainHead) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Config("no space left on device (simulated)".into()));
+        }
+        self.inner.append(batch, head)
+    }
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+    fn sync_job(&mut self) -> Result<Option<SyncJob>, StoreError> {
+        self.inner.sync_job()
+    }
+    fn seal(&mut self, seals: &[Seal]) -> Result<(), StoreError> {
+        self.inner.seal(seals)
+    }
+}
+
+#[test]
+fn a_failing_store_holds_events_and_writes_them_in_order_once_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = Arc::new(AtomicBool::new(false));
+    let store = FlakyStore {
+        inner: FileStore::open(dir.path()).unwrap(),
+        failing: Arc::clone(&failing),
+    };
+    // Batches of two: events sent around the failure reach the writer in several batches,
+    // which must queue behind the ones it holds.
+    let (layer, guard) = AuditLayer::builder(store).max_batch(2).build().unwrap();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let accepted = tracing::subscriber::with_default(subscriber, || {
+        for i in 0..3 {
+            login().resource("user", i).emit_with(FailureMode::Refuse).unwrap();
+        }
+        guard.flush().unwrap();
+
+        failing.store(true, Ordering::SeqCst);
+        // Accepted until the writer finds the store failing; refused (not lost) after that.
+        let accepted: Vec<u32> = (3..12)
+            .filter(|&i| login().resource("user", i).emit_with(FailureMode::Refuse).is_ok())
+            .collect();
+        assert_eq!(accepted.first(), Some(&3), "the first event reached a healthy sink");
+        let failure = guard.flush().expect_err("flush must report the failing store");
+        assert!(failure.to_string().contains("no space left"), "{failure}");
+        assert!(!audit_runtime::sink_is_healthy());
+        assert!(matches!(
+            login().emit_with(FailureMode::Refuse),
+            Err(AuditError::Undelivered { .. })
+        ));
+
+        failing.store(false, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !audit_runtime::sink_is_healthy() {
+            assert!(Instant::now() < deadline, "the writer did not recover");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        guard.flush().unwrap();
+        accepted
+    });
+    let ids: Vec<String> = common::records(dir.path(), "default")
+        .iter()
+        .map(|r| r.resource.as_ref().unwrap().id.clone())
+        .collect();
+    let expected: Vec<String> = (0..3).chain(accepted).map(|i| i.to_string()).collect();
+    assert_eq!(ids, expected, "every accepted event, once, in order");
+    common::assert_verifies(dir.path());
 }

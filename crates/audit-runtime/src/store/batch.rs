@@ -256,3 +256,61 @@ impl ChainBatch {
             .map(|e| (e, &e.chained, &self.lines[e.chained.line.0..e.chained.line.1]))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{AuthMethod, Outcome};
+    use crate::record::LineView;
+
+    fn push(batch: &mut ChainBatch, id: &str) {
+        batch.push(
+            Uuid::now_v7(),
+            Timestamp::now(),
+            Actor::user("usr_1", AuthMethod::Password),
+            "user.login".into(),
+            Category::Authentication,
+            Some(Resource::new("user", id)),
+            Outcome::Success,
+            None,
+            Some("acme".into()),
+            None,
+            1 << 10,
+        );
+    }
+
+    #[test]
+    fn appended_records_chain_after_the_held_ones() {
+        let mut held = ChainBatch::new("acme");
+        push(&mut held, "a");
+        push(&mut held, "b");
+        let mut later = ChainBatch::new("acme");
+        push(&mut later, "c");
+        held.append(&mut later);
+        assert!(later.is_empty());
+
+        let mut head = ChainHead {
+            chain: "acme".into(),
+            seq: 0,
+            hash: ChainHash::GENESIS,
+            timestamp: Timestamp::from_unix_micros(0),
+        };
+        held.chain_onto(&mut head);
+        let mut prev = ChainHash::GENESIS;
+        let ids: Vec<String> = held
+            .records()
+            .map(|(entry, chained, line)| {
+                let line = line.strip_suffix(b"\n").unwrap();
+                assert!(LineView::hash_matches(line));
+                let view = LineView::parse(line).unwrap();
+                assert_eq!((view.seq, view.prev_hash), (chained.seq, prev));
+                prev = view.hash;
+                let record: crate::Record = serde_json::from_slice(line).unwrap();
+                assert_eq!(record.resource.as_ref(), entry.resource.as_ref());
+                record.resource.unwrap().id
+            })
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(head.seq, 3);
+    }
+}

@@ -37,10 +37,11 @@ pub(super) struct Writer<S> {
     chains: HashMap<String, ChainState>,
     /// Emptied batches go back to the serializing thread, which refills them.
     spare: Sender<ChainBatch>,
+    max_batch: usize,
     commit_interval: Duration,
     seal_interval: Duration,
-    /// Bytes received since the last write.
-    buffered: usize,
+    /// Events and bytes taken since the last write.
+    held: (usize, usize),
 }
 
 /// Work handed to the sync thread: a store's sync job and the write generation it covers.
@@ -63,6 +64,7 @@ impl<S: Store> Writer<S> {
         shared: Arc<Shared>,
         heads: Vec<ChainHead>,
         spare: Sender<ChainBatch>,
+        max_batch: usize,
         commit_interval: Duration,
         seal_interval: Duration,
     ) -> Self {
@@ -74,9 +76,10 @@ impl<S: Store> Writer<S> {
                 .map(|h| (h.chain.clone(), ChainState::new(h)))
                 .collect(),
             spare,
+            max_batch,
             commit_interval,
             seal_interval,
-            buffered: 0,
+            held: (0, 0),
         }
     }
 
@@ -149,7 +152,10 @@ impl<S: Store> Writer<S> {
                     Work::Request(Request::Shutdown(r)) => shutdown = Some(r),
                 }
                 taken = true;
-                if shutdown.is_none() && self.buffered < WRITE_CHUNK {
+                // Small batches (the queue ran dry) are merged into one write, up to the same
+                // limits the serializing thread applies: the writer holds under two batches.
+                let (events, bytes) = self.held;
+                if shutdown.is_none() && events < self.max_batch && bytes < WRITE_CHUNK {
                     next = rx.try_recv().ok();
                 }
             }
@@ -271,7 +277,8 @@ impl<S: Store> Writer<S> {
 
     /// Takes a chunk of serialized records into its chain's batch.
     fn accept(&mut self, mut batch: ChainBatch) {
-        self.buffered += batch.bytes();
+        self.held.0 += batch.len();
+        self.held.1 += batch.bytes();
         let state = match self.chains.get_mut(batch.chain()) {
             Some(s) => s,
             None => self.chains.entry(batch.chain().to_owned()).or_insert_with(|| {
@@ -294,7 +301,7 @@ impl<S: Store> Writer<S> {
     }
 
     fn write_buffers(&mut self) -> Result<bool, StoreError> {
-        self.buffered = 0;
+        self.held = (0, 0);
         let mut wrote = false;
         for state in self.chains.values_mut().filter(|s| !s.batch.is_empty()) {
             // The head moves only once the store has the batch: a failed append is retried

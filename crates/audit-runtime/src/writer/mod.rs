@@ -199,7 +199,7 @@ impl<S: Store> AuditLayerBuilder<S> {
 
     /// Most events in one batch (default 4096; a batch also ends at 128 KiB of records).
     /// Together with [`capacity`](Self::capacity) it bounds the events held in memory: the
-    /// queue, plus at most three batches between the serializing and the writer thread.
+    /// queue, plus at most four batches between the serializing and the writer thread.
     pub fn max_batch(mut self, events: usize) -> Self {
         self.max_batch = events.max(1);
         self
@@ -249,6 +249,7 @@ impl<S: Store> AuditLayerBuilder<S> {
             Arc::clone(&shared),
             heads,
             spare_tx,
+            self.max_batch,
             self.commit_interval,
             self.seal_interval,
         );
