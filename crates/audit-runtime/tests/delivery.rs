@@ -69,23 +69,26 @@ fn a_stopped_writer_is_not_a_healthy_sink() {
     );
 }
 
-/// A real file store whose appends wait until the test opens the gate.
-struct GatedStore {
+/// A real file store that runs `before_append` before each append: it can hold the writer
+/// (a slow disk) or fail the append (a full one).
+struct HookedStore<F> {
     inner: FileStore,
-    gate: Arc<(Mutex<bool>, Condvar)>,
+    before_append: F,
 }
 
-impl Store for GatedStore {
+impl<F: FnMut() -> Result<(), StoreError> + Send + 'static> Store for HookedStore<F> {
     fn heads(&mut self) -> Result<Vec<ChainHead>, StoreError> {
         self.inner.heads()
     }
     fn append(&mut self, batch: &mut ChainBatch, head: &mut ChainHead) -> Result<(), StoreError> {
-        let (open, cvar) = &*self.gate;
-        let _open = cvar.wait_while(open.lock().unwrap(), |open| !*open).unwrap();
+        (self.before_append)()?;
         self.inner.append(batch, head)
     }
     fn sync(&mut self) -> Result<(), StoreError> {
         self.inner.sync()
+    }
+    fn sync_job(&mut self) -> Result<Option<SyncJob>, StoreError> {
+        self.inner.sync_job()
     }
     fn seal(&mut self, seals: &[Seal]) -> Result<(), StoreError> {
         self.inner.seal(seals)
@@ -98,9 +101,15 @@ fn gated(
     on_full: OnFull,
 ) -> (AuditLayer, audit_runtime::WriterGuard, Arc<(Mutex<bool>, Condvar)>) {
     let gate = Arc::new((Mutex::new(false), Condvar::new()));
-    let store = GatedStore {
+    let shut = Arc::clone(&gate);
+    // Appends wait until the test opens the gate.
+    let store = HookedStore {
         inner: FileStore::open(dir).unwrap(),
-        gate: Arc::clone(&gate),
+        before_append: move || {
+            let (open, cvar) = &*shut;
+            drop(cvar.wait_while(open.lock().unwrap(), |open| !*open).unwrap());
+            Ok(())
+        },
     };
     let (layer, guard) = AuditLayer::builder(store)
         .capacity(capacity)
@@ -228,40 +237,18 @@ fn flush_waits_for_events_sent_before_it_from_other_threads() {
     assert_eq!(report.chains.iter().map(|c| c.count).sum::<u64>(), 1000);
 }
 
-/// A real file store whose appends fail while `failing` is set, as on a full disk.
-struct FlakyStore {
-    inner: FileStore,
-    failing: Arc<AtomicBool>,
-}
-
-impl Store for FlakyStore {
-    fn heads(&mut self) -> Result<Vec<ChainHead>, StoreError> {
-        self.inner.heads()
-    }
-    fn append(&mut self, batch: &mut ChainBatch, head: &mut ChainHead) -> Result<(), StoreError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::Config("no space left on device (simulated)".into()));
-        }
-        self.inner.append(batch, head)
-    }
-    fn sync(&mut self) -> Result<(), StoreError> {
-        self.inner.sync()
-    }
-    fn sync_job(&mut self) -> Result<Option<SyncJob>, StoreError> {
-        self.inner.sync_job()
-    }
-    fn seal(&mut self, seals: &[Seal]) -> Result<(), StoreError> {
-        self.inner.seal(seals)
-    }
-}
-
 #[test]
 fn a_failing_store_holds_events_and_writes_them_in_order_once_it_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let failing = Arc::new(AtomicBool::new(false));
-    let store = FlakyStore {
+    let full = Arc::clone(&failing);
+    // Appends fail while `failing` is set, as on a full disk.
+    let store = HookedStore {
         inner: FileStore::open(dir.path()).unwrap(),
-        failing: Arc::clone(&failing),
+        before_append: move || match full.load(Ordering::SeqCst) {
+            true => Err(StoreError::Config("no space left on device (simulated)".into())),
+            false => Ok(()),
+        },
     };
     // Batches of two: events sent around the failure reach the writer in several batches,
     // which must queue behind the ones it holds.
