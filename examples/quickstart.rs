@@ -49,11 +49,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     println!();
     println!(
-        "Verify it:            cargo run -p audit-cli -- verify {}",
+        "Verify it:            cargo run -p audit-log-cli -- verify {}",
         dir.display()
     );
     println!(
-        "Export one tenant:    cargo run -p audit-cli -- export {} --tenant acme --from 2020-01-01 --format csv",
+        "Export one tenant:    cargo run -p audit-log-cli -- export {} --tenant acme --from 2020-01-01 --format csv",
         dir.display()
     );
     println!("Look at the records:  cat {}/chains/acme/*.jsonl", dir.display());

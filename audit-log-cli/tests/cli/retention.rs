@@ -353,7 +353,7 @@ fn the_help_shows_the_fixture_and_bad_configurations_exit_2() {
     let dir = tempfile::tempdir().unwrap();
 
     // The README's shorter example is a valid configuration too.
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let start = readme
         .find("```toml\nlegal_holds")
         .expect("the README's retention example")

@@ -217,7 +217,7 @@ where
 
 /// Runs the README's standalone verifier, `scripts/verify_chain.py`, on `file`.
 pub fn python_verify(file: &Path) -> Output {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/verify_chain.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/verify_chain.py");
     Command::new("python3")
         .arg(script)
         .arg(file)

@@ -1,5 +1,5 @@
 //! A fresh PostgreSQL schema per test on the test server, dropped at the end: the approach of
-//! `crates/audit-postgres/tests/common`. The server is `AUDIT_TEST_DATABASE_URL` (default
+//! `audit-postgres/tests/common`. The server is `AUDIT_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); when it is unreachable the test is skipped
 //! loudly, except under `CI=true`, where it fails.
 

@@ -413,7 +413,7 @@ pub fn tenant_export_verifies<H: Harness>(h: &mut H) {
 
 /// Runs `scripts/verify_chain.py` from the workspace on `file` when Python is available.
 pub fn run_readme_script(file: &Path) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/verify_chain.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/verify_chain.py");
     if !script.exists() {
         eprintln!(
             "note: {} not found; the independent script check is skipped",
@@ -801,5 +801,5 @@ impl Harness for FileHarness {
 
 /// A path inside the workspace's `scripts/` directory.
 pub fn workspace_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(name)
 }
