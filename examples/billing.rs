@@ -8,8 +8,8 @@
 
 use std::path::PathBuf;
 
+use audit::diesel::{AuditedExt, Change, Error};
 use audit::{Actor, AuditLayer, AuditModel, AuditScope, AuthMethod, FileStore};
-use audit_diesel::{AuditedExt, Change, Error};
 use diesel::prelude::*;
 use tracing_subscriber::prelude::*;
 

@@ -1,10 +1,24 @@
 //! Audit logging for Rust services: who did what to which resource, when, from where, and
 //! whether it worked, written to an append-only, hash-chained store anyone can verify.
 //!
-//! This is the one crate applications depend on. It re-exports the runtime
-//! ([`audit_runtime`]): the event model, the ambient [`AuditScope`], the [`AuditLayer`] for
-//! `tracing`, the chained [`FileStore`], verification and export; and the macros: the
-//! [`macro@audited`] attribute and the [`derive@AuditModel`] derive.
+//! This is the one crate applications depend on (the package is `audit-log`, the library
+//! `audit`). It re-exports the runtime ([`audit_runtime`]): the event model, the ambient
+//! [`AuditScope`], the [`AuditLayer`] for `tracing`, the chained [`FileStore`], verification
+//! and export; the macros: the [`macro@audited`] attribute and the [`derive@AuditModel`]
+//! derive; and, with features, the other stores and integrations:
+//!
+//! | feature | adds |
+//! |---|---|
+//! | *(default)* | everything above, with the file store: the embedded default, no server needed |
+//! | `sqlite` | `audit::sqlite`: the SQLite store, and `sqlite://PATH` locations |
+//! | `postgres` | `audit::postgres`: the PostgreSQL store, and `postgres://...` locations |
+//! | `diesel-sqlite` | `audit::diesel`: audited diesel inserts, updates and deletes on SQLite |
+//! | `diesel-postgres` | `audit::diesel`: the same on PostgreSQL |
+//! | `full` | all of the above |
+//!
+//! [`open_store`] and [`open_source`] open a store from a location string, the syntax of the
+//! `audit` command (a directory, `sqlite://...`, `postgres://...`), so the store can be a
+//! setting of the application.
 //!
 //! ```
 //! use audit::{Actor, AuditEvent, AuditLayer, AuditScope, AuthMethod, Category, FileStore};
@@ -66,6 +80,26 @@
 pub use audit_runtime::*;
 
 pub use audit_macros::{AuditModel, audited};
+
+pub mod location;
+pub use location::{StoreLocation, open_source, open_store};
+
+/// The controlled action vocabulary: `audit.toml`, the standard always-log set, the catalogue.
+pub use audit_vocab as vocab;
+
+/// The SQLite store (feature `sqlite`): records in one file, append-only by triggers.
+#[cfg(feature = "sqlite")]
+pub use audit_sqlite as sqlite;
+
+/// The PostgreSQL store (feature `postgres`): partitioned by month, append-only by triggers and
+/// roles, several writer processes at once.
+#[cfg(feature = "postgres")]
+pub use audit_postgres as postgres;
+
+/// The diesel integration (features `diesel-sqlite`, `diesel-postgres`): before/after state of
+/// inserts, updates and deletes, captured in the transaction and released on commit.
+#[cfg(any(feature = "diesel-sqlite", feature = "diesel-postgres"))]
+pub use audit_diesel as diesel;
 
 mod support;
 

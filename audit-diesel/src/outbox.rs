@@ -18,7 +18,7 @@
 //! ```
 //! # #[cfg(feature = "sqlite")] {
 //! use audit_diesel::{AuditConnection, Relay};
-//! use audit_runtime::{AuditLayer, FileStore, query::FileSource};
+//! use audit_runtime::{AuditLayer, FileSource, FileStore};
 //! use diesel::{Connection, SqliteConnection};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -267,7 +267,7 @@ impl Relay {
     /// found already delivered).
     ///
     /// `store` reads the audit store the writer behind `guard` writes to (for a file store,
-    /// [`FileSource`](audit_runtime::query::FileSource) over the same directory); it is read
+    /// [`FileSource`](audit_runtime::FileSource) over the same directory); it is read
     /// only after a restart or a failure, to skip events delivered before.
     pub fn run_once<C: AuditConnection>(
         &mut self,

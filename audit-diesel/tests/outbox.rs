@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use audit_diesel::outbox::audit_outbox;
 use audit_diesel::{AuditConnection, AuditedExt, Error, Relay};
-use audit_runtime::query::FileSource;
+use audit_runtime::FileSource;
 use audit_runtime::{Actor, AuditScope, AuthMethod};
 use common::{Customer, Log, before, customers, new_customer};
 use diesel::connection::{InstrumentationEvent, SimpleConnection};

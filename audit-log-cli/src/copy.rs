@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use audit_runtime::copy::{ChainCopy, CopyError, CopyOptions, CopyReport, copy};
+use audit::copy::{ChainCopy, CopyError, CopyOptions, CopyReport, copy};
 
 use crate::verify::{describe, plural};
 use crate::{EXIT_DAMAGE, Error, is_broken_pipe, source};
@@ -52,7 +52,7 @@ pub fn run(args: &CopyArgs) -> Result<ExitCode, Error> {
     let src_location = source::location(&args.src)?;
     let dst_location = source::location(&args.dst)?;
     if src_location == dst_location {
-        return Err(format!("SRC and DST are the same store ({})", source::describe(&src_location)).into());
+        return Err(format!("SRC and DST are the same store ({})", src_location).into());
     }
     let mut src = source::open_source(&src_location)?;
     let mut dst = source::open_sink(&dst_location)?;

@@ -6,9 +6,9 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use audit_runtime::Timestamp;
-use audit_runtime::export::{ExportError, ExportSummary, Filter, Format, export_paths};
-use audit_runtime::query::{Query, RecordSource, export_source};
+use audit::Timestamp;
+use audit::export::{ExportError, ExportSummary, Filter, Format, export_paths};
+use audit::query::{Query, RecordSource, export_source};
 
 use crate::{Error, is_broken_pipe, source};
 

@@ -8,8 +8,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use audit_runtime::Timestamp;
-use audit_runtime::retention::{self, ChainRange, Policy, RetentionConfig, RetentionOutcome, record_into};
+use audit::Timestamp;
+use audit::retention::{self, ChainRange, Policy, RetentionConfig, RetentionOutcome, record_into};
 use serde::Serialize;
 
 use crate::verify::plural;

@@ -5,9 +5,9 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use audit_runtime::ChainHash;
-use audit_runtime::query::verify_source;
-use audit_runtime::verify::{ChainReport, Damage, DamageKind, Inputs, VerifyOptions, VerifyReport, verify_inputs};
+use audit::ChainHash;
+use audit::query::verify_source;
+use audit::verify::{ChainReport, Damage, DamageKind, Inputs, VerifyOptions, VerifyReport, verify_inputs};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 

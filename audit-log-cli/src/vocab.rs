@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use audit_vocab::Vocabulary;
+use audit::vocab::Vocabulary;
 
 use crate::{Error, is_broken_pipe};
 

@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use audit_postgres::{PgStore, RECORD_COLUMN_TYPES, RECORD_COLUMNS};
-use audit_runtime::copy::event_batch;
 use audit_runtime::query::Indexed;
+use audit_runtime::store::event_batch;
 use audit_runtime::store::{ChainBatch, ChainHead, Store};
 use audit_runtime::{AuditEvent, Category, ChainHash, Timestamp};
 use chrono::{DateTime, Utc};

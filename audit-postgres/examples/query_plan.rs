@@ -14,9 +14,9 @@
 use std::time::{Duration, Instant};
 
 use audit_postgres::{PgStore, RECORD_COLUMN_TYPES, RECORD_COLUMNS, page_sql};
-use audit_runtime::copy::event_batch;
 use audit_runtime::query::{Indexed, Order, Query, RecordSource};
 use audit_runtime::store::ChainHead;
+use audit_runtime::store::event_batch;
 use audit_runtime::{Actor, AuditEvent, AuthMethod, Category, ChainHash, Timestamp};
 use chrono::{DateTime, Utc};
 use postgres::binary_copy::BinaryCopyInWriter;

@@ -79,6 +79,28 @@ impl PgStore {
         Self::with_config(PgConfig::from_url(url)?)
     }
 
+    /// Connects to the existing store at a store URL without running migrations, for reading
+    /// or retention: a schema that holds no audit store is an error that says so (reading
+    /// never creates an empty store).
+    pub fn open_existing(url: &str) -> Result<Self, StoreError> {
+        let config = PgConfig {
+            migrate: false,
+            ..PgConfig::from_url(url)?
+        };
+        let name = describe(&config);
+        Self::with_config(config).map_err(|e| {
+            let text = e.to_string();
+            if text.contains("audit_schema_version") && text.contains("does not exist") {
+                let detail = text.strip_prefix(&format!("{name}: ")).unwrap_or(&text);
+                StoreError::Config(format!(
+                    "{name}: no audit store in this schema (check `?schema=`): {detail}"
+                ))
+            } else {
+                e
+            }
+        })
+    }
+
     /// Connects with `config`.
     pub fn with_config(config: PgConfig) -> Result<Self, StoreError> {
         check_schema_name(&config.schema)?;

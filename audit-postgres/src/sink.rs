@@ -1,8 +1,9 @@
 use std::path::PathBuf;
 
 use audit_runtime::StoreError;
-use audit_runtime::copy::{RecordSink, check_continues};
-use audit_runtime::query::{RecordSource, StoredRecord, StoredSeal};
+use audit_runtime::check_continues;
+use audit_runtime::copy::RecordSink;
+use audit_runtime::query::{Indexed, RecordSource, StoredRecord, StoredSeal};
 use audit_runtime::store::ChainHead;
 
 use crate::PgStore;
@@ -29,7 +30,7 @@ impl RecordSink for PgStore {
             check_continues(head.as_ref(), records).map_err(StoreError::Config)?;
             let mut rows = Rows::with_capacity(records.len());
             for r in records {
-                let ix = r.indexed().map_err(|m| StoreError::Corrupt {
+                let ix = Indexed::from_line(&r.line).map_err(|m| StoreError::Corrupt {
                     path: PathBuf::from(&name),
                     line: r.seq,
                     message: m.0,

@@ -114,7 +114,14 @@ fn several_writer_processes_keep_chains_gap_free() {
         .unwrap();
     let mut ids: Vec<String> = shared_records
         .iter()
-        .map(|r| r.record().unwrap().context.unwrap().request_id.unwrap())
+        .map(|r| {
+            audit_runtime::Record::parse(&r.line)
+                .unwrap()
+                .context
+                .unwrap()
+                .request_id
+                .unwrap()
+        })
         .collect();
     // Along the shared chain, how often the writing process changes: more than once per
     // process means their appends really interleaved (and were re-chained under the lock).
@@ -144,7 +151,7 @@ fn stale_heads_are_rechained_under_the_lock() {
                 let mut store = PgStore::connect(&url, &schema).unwrap();
                 for i in 0..25 {
                     let events = (0..3).map(|k| sample_event(t * 100 + i * 3 + k, Some("hot"), Timestamp::now()));
-                    let mut batch = audit_runtime::copy::event_batch("hot", events);
+                    let mut batch = audit_runtime::store::event_batch("hot", events);
                     let mut stale = audit_runtime::ChainHead {
                         chain: "hot".into(),
                         seq: 0,
@@ -274,7 +281,7 @@ fn purge_function_takes_only_the_oldest_finished_month() {
         sample_event(2, Some("acme"), now),
     ];
     let mut store = db.store();
-    audit_runtime::copy::append_events(&mut store, events).unwrap();
+    audit_runtime::store::append_events(&mut store, events).unwrap();
     let parts = store.partition_names().unwrap();
     assert_eq!(parts.len(), 3, "one partition per month used: {parts:?}");
     let s = db.schema.clone();

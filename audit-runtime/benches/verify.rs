@@ -53,7 +53,7 @@ fn verify(c: &mut Criterion) {
     });
     group.bench_function("verifier_lines", |b| {
         b.iter(|| {
-            let mut verifier = Verifier::new(false);
+            let mut verifier = Verifier::new();
             for (i, line) in lines.iter().enumerate() {
                 verifier.push(
                     line,

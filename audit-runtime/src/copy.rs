@@ -1,5 +1,4 @@
-//! Copying records between stores byte for byte, verifying as it goes; and writing events
-//! into a store directly, without the writer thread (imports, retention's own events, tests).
+//! Copying records between stores byte for byte, verifying as it goes.
 //!
 //! [`copy`] reads any [`RecordSource`] and writes any [`RecordSink`]. It is resumable and
 //! idempotent: each chain continues from the head the destination already has (after
@@ -8,9 +7,10 @@
 //! first damage, and the report says where.
 //!
 //! ```
-//! use audit_runtime::copy::{CopyOptions, FileSink, append_events, copy};
-//! use audit_runtime::query::FileSource;
-//! use audit_runtime::{AuditEvent, Category, FileStore};
+//! use audit_runtime::copy::{CopyOptions, copy};
+//! use audit_runtime::store::append_events;
+//! use audit_runtime::store::file::FileSink;
+//! use audit_runtime::{AuditEvent, Category, FileSource, FileStore};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let (src_dir, dst_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
@@ -28,19 +28,12 @@
 //! ```
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::error::StoreError;
-use crate::event::{Actor, AuditEvent};
 use crate::query::{RecordSource, StoredRecord, StoredSeal};
-use crate::record::ChainHash;
-use crate::store::file::{FileStore, FileStoreOptions, encode_chain, segments, write_seal_lines};
-use crate::store::{ChainBatch, ChainHead, Store};
-use crate::time::Timestamp;
-use crate::verify::{Location, Verifier, VerifyReport};
-use crate::writer::DEFAULT_CHAIN;
+use crate::verify::{Location, VerifyReport};
+use crate::{ChainHash, ChainHead};
 
 /// A store that takes records chained elsewhere, byte for byte.
 pub trait RecordSink {
@@ -52,8 +45,8 @@ pub trait RecordSink {
     fn stored_head(&mut self, chain: &str) -> Result<Option<ChainHead>, StoreError>;
 
     /// Appends records of one chain exactly as they are, atomically. They must continue the
-    /// stored head (see [`check_continues`]); otherwise nothing is written and the error says
-    /// why.
+    /// stored head (see [`check_continues`](crate::check_continues)); otherwise nothing is
+    /// written and the error says why.
     fn append_records(&mut self, chain: &str, records: &[StoredRecord]) -> Result<(), StoreError>;
 
     /// Every seal stored, purge seals included.
@@ -64,34 +57,6 @@ pub trait RecordSink {
 
     /// Makes everything appended so far durable.
     fn sync(&mut self) -> Result<(), StoreError>;
-}
-
-/// Checks that `records` continue `head` (or start a chain, when there is none) and link to
-/// each other: seq up by one, `prev_hash` the previous `hash`, time never going back.
-pub fn check_continues(head: Option<&ChainHead>, records: &[StoredRecord]) -> Result<(), String> {
-    let (mut seq, mut hash) = head.map_or((0, ChainHash::GENESIS), |h| (h.seq, h.hash));
-    // Time is checked within the records only: a head read from a purge seal carries the
-    // seal's time, later than the records that follow it.
-    let mut ts: Option<Timestamp> = None;
-    for r in records {
-        if r.seq != seq + 1 {
-            return Err(format!(
-                "chain `{}`: seq {} does not follow the stored head at seq {seq}",
-                r.chain, r.seq
-            ));
-        }
-        if r.prev_hash != hash {
-            return Err(format!(
-                "chain `{}`: seq {}'s prev_hash is not the hash of seq {seq}",
-                r.chain, r.seq
-            ));
-        }
-        if ts.is_some_and(|t| r.timestamp < t) {
-            return Err(format!("chain `{}`: seq {} goes back in time", r.chain, r.seq));
-        }
-        (seq, hash, ts) = (r.seq, r.hash, Some(r.timestamp));
-    }
-    Ok(())
 }
 
 /// How to copy.
@@ -177,7 +142,11 @@ pub fn copy(
     sink: &mut dyn RecordSink,
     opts: &CopyOptions,
 ) -> Result<CopyReport, CopyError> {
-    let mut verifier = Verifier::new(opts.strict);
+    let mut verifier = crate::verify::VerifyOptions {
+        strict: opts.strict,
+        ..Default::default()
+    }
+    .verifier();
     let src_seals = source.seals()?;
     let origin = PathBuf::from(format!("{} (seals)", source.describe()));
     for (n, s) in src_seals.iter().enumerate() {
@@ -316,239 +285,4 @@ impl SealKey {
     fn of(s: &StoredSeal) -> Self {
         SealKey(s.seal.chain.clone(), s.seal.seq, s.seal.hash, s.purged)
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// File store as a destination.
-
-/// A file store directory as a copy destination. It holds the store's lock (through a
-/// [`FileStore`]) while open, so no writer runs at the same time, and writes each chain's
-/// copied records into new segments, like the writer's rotation does.
-pub struct FileSink {
-    store: FileStore,
-    seals_dir: PathBuf,
-    max_segment_bytes: u64,
-    heads: HashMap<String, ChainHead>,
-    open: HashMap<String, (PathBuf, File, u64)>,
-}
-
-impl std::fmt::Debug for FileSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileSink")
-            .field("dir", &self.store.dir())
-            .finish_non_exhaustive()
-    }
-}
-
-impl FileSink {
-    /// Opens (creating if needed) the store in `dir`; fails if a writer has it open.
-    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::with_options(dir, FileStoreOptions::default())
-    }
-
-    /// Opens the store in `dir` with these options (segment size, seals directory).
-    pub fn with_options(dir: impl AsRef<Path>, opts: FileStoreOptions) -> Result<Self, StoreError> {
-        let seals_dir = opts.seals_dir.clone().unwrap_or_else(|| dir.as_ref().join("seals"));
-        let max_segment_bytes = opts.max_segment_bytes;
-        let mut store = FileStore::with_options(dir, opts)?;
-        // Opening the chains repairs any torn last line first.
-        let heads = store.heads()?.into_iter().map(|h| (h.chain.clone(), h)).collect();
-        Ok(FileSink {
-            store,
-            seals_dir,
-            max_segment_bytes,
-            heads,
-            open: HashMap::new(),
-        })
-    }
-
-    fn start_segment(&mut self, chain: &str, first_seq: u64) -> Result<(), StoreError> {
-        let chain_dir = self.store.dir().join("chains").join(encode_chain(chain));
-        fs::create_dir_all(&chain_dir).map_err(StoreError::io(&chain_dir))?;
-        let previous = match self.open.remove(chain) {
-            Some((path, file, _)) => {
-                file.sync_data().map_err(StoreError::io(&path))?;
-                Some(path)
-            }
-            None => segments(&chain_dir)?.pop(),
-        };
-        if let Some(prev) = previous {
-            // Earlier segments are never written again: read-only, as after a rotation.
-            let mut perms = fs::metadata(&prev).map_err(StoreError::io(&prev))?.permissions();
-            perms.set_readonly(true);
-            fs::set_permissions(&prev, perms).map_err(StoreError::io(&prev))?;
-        }
-        let path = chain_dir.join(format!("{first_seq:020}.jsonl"));
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(StoreError::io(&path))?;
-        let len = file.metadata().map_err(StoreError::io(&path))?.len();
-        File::open(&chain_dir)
-            .and_then(|d| d.sync_all())
-            .map_err(StoreError::io(&chain_dir))?;
-        self.open.insert(chain.to_owned(), (path, file, len));
-        Ok(())
-    }
-
-    fn purge_head(&self, chain: &str) -> Result<Option<ChainHead>, StoreError> {
-        let seals = crate::query::read_seal_files(&self.seals_dir)?;
-        Ok(seals
-            .into_iter()
-            .filter(|s| s.purged && s.seal.chain == chain)
-            .max_by_key(|s| s.seal.seq)
-            .map(|s| ChainHead {
-                chain: chain.to_owned(),
-                seq: s.seal.seq,
-                hash: s.seal.hash,
-                timestamp: s.seal.sealed_at,
-            }))
-    }
-}
-
-impl RecordSink for FileSink {
-    fn describe(&self) -> String {
-        self.store.dir().display().to_string()
-    }
-
-    fn stored_head(&mut self, chain: &str) -> Result<Option<ChainHead>, StoreError> {
-        match self.heads.get(chain) {
-            Some(h) => Ok(Some(h.clone())),
-            None => self.purge_head(chain),
-        }
-    }
-
-    fn append_records(&mut self, chain: &str, records: &[StoredRecord]) -> Result<(), StoreError> {
-        let Some(first) = records.first() else {
-            return Ok(());
-        };
-        let head = self.stored_head(chain)?;
-        check_continues(head.as_ref(), records).map_err(StoreError::Config)?;
-        let mut bytes = Vec::with_capacity(records.iter().map(|r| r.line.len() + 1).sum());
-        for r in records {
-            bytes.extend_from_slice(&r.line);
-            bytes.push(b'\n');
-        }
-        let needs_new = match self.open.get(chain) {
-            None => true,
-            Some((_, _, len)) => *len > 0 && len + bytes.len() as u64 > self.max_segment_bytes,
-        };
-        if needs_new {
-            self.start_segment(chain, first.seq)?;
-        }
-        let (path, file, len) = self.open.get_mut(chain).expect("segment open");
-        if let Err(e) = file.write_all(&bytes) {
-            let _ = file.set_len(*len);
-            return Err(StoreError::io(path.as_path())(e));
-        }
-        *len += bytes.len() as u64;
-        let last = records.last().expect("non-empty");
-        self.heads.insert(
-            chain.to_owned(),
-            ChainHead {
-                chain: chain.to_owned(),
-                seq: last.seq,
-                hash: last.hash,
-                timestamp: last.timestamp,
-            },
-        );
-        Ok(())
-    }
-
-    fn stored_seals(&mut self) -> Result<Vec<StoredSeal>, StoreError> {
-        crate::query::read_seal_files(&self.seals_dir)
-    }
-
-    fn add_seals(&mut self, seals: &[StoredSeal]) -> Result<(), StoreError> {
-        write_seal_lines(&self.seals_dir, seals)
-    }
-
-    fn sync(&mut self) -> Result<(), StoreError> {
-        for (path, file, _) in self.open.values() {
-            file.sync_data().map_err(StoreError::io(path))?;
-        }
-        Ok(())
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Writing events directly.
-
-/// The chain an event goes to: its tenant, or [`DEFAULT_CHAIN`].
-pub fn chain_of(event: &AuditEvent) -> &str {
-    match event.tenant.as_deref() {
-        Some(t) if !t.is_empty() => t,
-        _ => DEFAULT_CHAIN,
-    }
-}
-
-/// A batch of `events` for `chain`, serialized and ready for [`Store::append`]. The events'
-/// own tenants are kept as they are; an event without an actor gets the `unknown` system
-/// actor, as in the writer. Size limits are not applied here.
-pub fn event_batch(chain: &str, events: impl IntoIterator<Item = AuditEvent>) -> ChainBatch {
-    let ctx = uuid::ContextV7::new();
-    let mut batch = ChainBatch::new(chain);
-    for event in events {
-        let micros = event.timestamp.unix_micros().max(0) as u64;
-        // An id fixed by the caller (an outbox relay) is kept, as the writer does.
-        let id = event.fixed_id().unwrap_or_else(|| {
-            uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-                &ctx,
-                micros / 1_000_000,
-                (micros % 1_000_000) as u32 * 1000,
-            ))
-        });
-        let context = (!event.context.is_empty()).then_some(&event.context);
-        batch.push(
-            id,
-            event.timestamp,
-            event.actor.clone().unwrap_or_else(Actor::unknown),
-            event.action.clone(),
-            event.category,
-            event.resource.clone(),
-            event.outcome.clone(),
-            context,
-            event.tenant.clone(),
-            event.changes.as_ref(),
-            crate::writer::Limits::default().max_changes_bytes,
-        );
-    }
-    batch
-}
-
-/// Appends `events` to `store` synchronously (one batch per chain, then a sync), without a
-/// writer thread or `tracing`. Only for a store no writer is using in this process (the file
-/// store's lock prevents other processes anyway). Returns the new heads of the chains
-/// written.
-pub fn append_events<S: Store + ?Sized>(
-    store: &mut S,
-    events: impl IntoIterator<Item = AuditEvent>,
-) -> Result<Vec<ChainHead>, StoreError> {
-    let mut by_chain: Vec<(String, Vec<AuditEvent>)> = Vec::new();
-    for event in events {
-        let chain = chain_of(&event).to_owned();
-        match by_chain.iter_mut().find(|(c, _)| *c == chain) {
-            Some((_, list)) => list.push(event),
-            None => by_chain.push((chain, vec![event])),
-        }
-    }
-    if by_chain.is_empty() {
-        return Ok(Vec::new());
-    }
-    let heads: HashMap<String, ChainHead> = store.heads()?.into_iter().map(|h| (h.chain.clone(), h)).collect();
-    let mut out = Vec::new();
-    for (chain, events) in by_chain {
-        let mut head = heads.get(&chain).cloned().unwrap_or_else(|| ChainHead {
-            chain: chain.clone(),
-            seq: 0,
-            hash: ChainHash::GENESIS,
-            timestamp: Timestamp::from_unix_micros(i64::MIN),
-        });
-        let mut batch = event_batch(&chain, events);
-        store.append(&mut batch, &mut head)?;
-        out.push(head);
-    }
-    store.sync()?;
-    Ok(out)
 }

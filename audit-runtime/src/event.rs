@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::time::Timestamp;
+use crate::Timestamp;
 
 /// What kind of principal performed an action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -365,6 +365,15 @@ impl AuditEvent {
     pub fn at(mut self, timestamp: Timestamp) -> Self {
         self.timestamp = timestamp;
         self
+    }
+
+    /// The chain the event goes to: its tenant, or [`DEFAULT_CHAIN`](crate::DEFAULT_CHAIN)
+    /// when it names none (the ambient scope's tenant is filled in when it is emitted).
+    pub fn chain_key(&self) -> &str {
+        match self.tenant.as_deref() {
+            Some(t) if !t.is_empty() => t,
+            _ => crate::DEFAULT_CHAIN,
+        }
     }
 
     /// The action name.

@@ -5,10 +5,12 @@
 use std::io::Write;
 use std::path::Path;
 
+use audit_chain::read::for_each_line;
+
+use crate::Timestamp;
 use crate::error::StoreError;
 use crate::record::{LineView, Record};
-use crate::time::Timestamp;
-use crate::verify::{Inputs, for_each_line};
+use crate::verify::Inputs;
 
 /// Output format of an export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -134,17 +136,18 @@ pub fn export_paths<P: AsRef<Path>>(
     let to = filter.to.map(|t| t.to_string());
     for source in &inputs.sources {
         let mut failure = None;
+        let file = std::fs::File::open(&source.path).map_err(StoreError::io(&source.path))?;
         for_each_line(
-            &source.path,
+            file,
             |line, number, had_newline| {
                 if failure.is_some() || line.is_empty() {
-                    return Ok(());
+                    return;
                 }
                 // Exporting from a live store may catch the writer mid-line: that record is
                 // not committed yet, so it is left out instead of failing the export.
                 if !had_newline {
                     summary.torn += 1;
-                    return Ok(());
+                    return;
                 }
                 summary.read += 1;
                 let malformed = |message: String| ExportError::Malformed {
@@ -156,7 +159,7 @@ pub fn export_paths<P: AsRef<Path>>(
                     Ok(v) => v,
                     Err(m) => {
                         failure = Some(malformed(m.0));
-                        return Ok(());
+                        return;
                     }
                 };
                 // Timestamps have one fixed-width text form, so text order is time order.
@@ -164,14 +167,14 @@ pub fn export_paths<P: AsRef<Path>>(
                     && from.as_deref().is_none_or(|f| view.timestamp >= f)
                     && to.as_deref().is_none_or(|t| view.timestamp < t);
                 if !keep {
-                    return Ok(());
+                    return;
                 }
                 let record = if filter.needs_record() || format == Format::Csv {
                     match Record::parse(line) {
                         Ok(r) => Some(r),
                         Err(m) => {
                             failure = Some(malformed(m.0));
-                            return Ok(());
+                            return;
                         }
                     }
                 } else {
@@ -180,17 +183,17 @@ pub fn export_paths<P: AsRef<Path>>(
                 if let Some(r) = &record
                     && (!filter.action_matches(&r.action) || filter.actor.as_deref().is_some_and(|a| a != r.actor.id))
                 {
-                    return Ok(());
+                    return;
                 }
                 if let Err(e) = writer.write(line, record.as_ref()) {
                     failure = Some(e);
-                    return Ok(());
+                    return;
                 }
                 summary.written += 1;
-                Ok(())
             },
             &mut |_| {},
-        )?;
+        )
+        .map_err(StoreError::io(&source.path))?;
         if let Some(e) = failure {
             return Err(e);
         }

@@ -34,15 +34,22 @@ mod error;
 mod event;
 pub mod export;
 mod layer;
+mod limits;
 pub mod model;
 pub mod query;
 pub mod record;
 pub mod retention;
 mod scope;
 pub mod store;
-mod time;
 pub mod verify;
 mod writer;
+
+/// The contract crate: record framing, the chain rule, seals and the verifier of line streams
+/// (what an outside verifier takes on its own).
+pub use audit_chain as chain;
+pub use audit_chain::{
+    ChainHash, ChainHead, DEFAULT_CHAIN, Seal, StoredRecord, StoredSeal, Timestamp, check_continues,
+};
 
 pub use emit::{FailureMode, ensure_sink, failure_mode, set_failure_mode, sink_is_healthy, undelivered_count};
 pub use error::{AuditError, StoreError};
@@ -50,10 +57,10 @@ pub use event::{
     Actor, ActorRef, ActorType, AuditEvent, AuthMethod, Category, Changes, Context, Outcome, REDACTED, Resource,
 };
 pub use layer::AuditLayer;
+pub use limits::Limits;
 pub use model::AuditModel;
-pub use record::{ChainHash, Record};
+pub use record::Record;
 pub use scope::{AuditScope, ScopeGuard, Scoped, WithAuditScope};
-pub use store::file::{FileStore, FileStoreOptions};
-pub use store::{ChainHead, Seal, Store, SyncJob};
-pub use time::Timestamp;
-pub use writer::{AuditLayerBuilder, DEFAULT_CHAIN, Limits, OnFull, WriterGuard};
+pub use store::file::{FileSource, FileStore, FileStoreOptions};
+pub use store::{Store, SyncJob};
+pub use writer::{AuditLayerBuilder, OnFull, WriterGuard};

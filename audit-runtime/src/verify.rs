@@ -1,145 +1,19 @@
-//! Verification of chained records (Contract 2): every hash, every link, every `seq`, and
-//! the seals, from the exact bytes on disk. Streaming, constant memory per chain.
+//! Verification of files and directories (Contract 2): the records and seals behind a list of
+//! paths, fed to the contract crate's streaming [`Verifier`].
+//!
+//! A file store directory is walked by the file store itself (its segments chain by chain,
+//! oldest first, its seals and torn fragments); any other directory is searched for `*.jsonl`
+//! files; a file is read as it is (an export, say). Stores of other kinds are verified with
+//! [`verify_source`](crate::query::verify_source).
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use audit_chain::read::{for_each_hashed_chunk, lines};
+pub use audit_chain::verify::{ChainReport, Damage, DamageKind, Location, RecordCheck, Verifier, VerifyReport};
 
 use crate::error::StoreError;
-use crate::record::{ChainHash, LineView, Record};
-use crate::store::Seal;
-use crate::store::file::{is_store_dir, store_files};
-
-/// What kind of damage verification found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DamageKind {
-    /// A line is not a record of schema version 1 (cut short, not JSON, members out of order).
-    Malformed,
-    /// A record's bytes no longer match its hash.
-    Edited,
-    /// One or more records are gone from the middle or the start of the chain.
-    Missing,
-    /// Records are out of order.
-    Reordered,
-    /// A record has a valid hash of its own but does not belong where it stands: inserted,
-    /// duplicated, or rewritten together with its successors (detected by links or seals).
-    Forged,
-    /// The newest records are gone: the chain ends before a seal says it reached.
-    Truncated,
-}
-
-impl fmt::Display for DamageKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DamageKind::Malformed => "malformed",
-            DamageKind::Edited => "edited",
-            DamageKind::Missing => "missing",
-            DamageKind::Reordered => "reordered",
-            DamageKind::Forged => "forged",
-            DamageKind::Truncated => "truncated",
-        })
-    }
-}
-
-/// Where a line is.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Location {
-    /// The file.
-    pub path: PathBuf,
-    /// 1-based line number. For a truncation, the seal that the chain falls short of.
-    pub line: u64,
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.path.display(), self.line)
-    }
-}
-
-/// The first problem found in a chain (or in a line that belongs to no chain).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Damage {
-    /// What is wrong.
-    pub kind: DamageKind,
-    /// The chain, when the line names one.
-    pub chain: Option<String>,
-    /// The first bad `seq`, when known.
-    pub seq: Option<u64>,
-    /// Where it was found.
-    pub location: Location,
-    /// Details for a human.
-    pub detail: String,
-}
-
-impl fmt::Display for Damage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.kind)?;
-        if let Some(chain) = &self.chain {
-            write!(f, " in chain `{chain}`")?;
-        }
-        if let Some(seq) = self.seq {
-            write!(f, " at seq {seq}")?;
-        }
-        write!(f, " ({}): {}", self.location, self.detail)
-    }
-}
-
-/// The verified state of one chain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ChainReport {
-    /// The chain key.
-    pub chain: String,
-    /// How many records were checked.
-    pub count: u64,
-    /// `seq` of the first record seen (1 unless this is a segment starting mid-chain).
-    pub first_seq: u64,
-    /// `prev_hash` of the first record: where this segment attaches.
-    pub start_prev_hash: ChainHash,
-    /// `seq` of the last good record.
-    pub last_seq: u64,
-    /// `hash` of the last good record: the head, to compare with seals.
-    pub head: ChainHash,
-    /// Highest sealed `seq` that was checked against the chain.
-    pub sealed_through: Option<u64>,
-    /// The first damage, if any.
-    pub damage: Option<Damage>,
-}
-
-/// What verification found.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct VerifyReport {
-    /// Every chain seen, in key order.
-    pub chains: Vec<ChainReport>,
-    /// Lines that could not be attributed to a chain.
-    pub malformed: Vec<Damage>,
-    /// Torn fragments a crash left, kept aside by the store (informational).
-    pub torn_fragments: Vec<PathBuf>,
-    /// Last lines without a newline at the end of a store's newest segment: a write in
-    /// progress, or a crash not yet repaired. They are not records yet, so they are neither
-    /// verified nor damage; a seal beyond them still reports the chain as truncated.
-    pub unfinished: Vec<Location>,
-    /// Lines read.
-    pub lines: u64,
-}
-
-impl VerifyReport {
-    /// True when nothing is damaged.
-    pub fn is_ok(&self) -> bool {
-        self.malformed.is_empty() && self.chains.iter().all(|c| c.damage.is_none())
-    }
-
-    /// Every damage found: unattributed lines first, then per chain.
-    pub fn damages(&self) -> impl Iterator<Item = &Damage> {
-        self.malformed
-            .iter()
-            .chain(self.chains.iter().filter_map(|c| c.damage.as_ref()))
-    }
-}
+use crate::record::Record;
 
 /// Settings of a verification.
 #[derive(Clone, Debug, Default)]
@@ -150,6 +24,27 @@ pub struct VerifyOptions {
     pub strict: bool,
     /// Require every chain to start at seq 1, even in files that are not a store directory.
     pub require_genesis: bool,
+}
+
+impl VerifyOptions {
+    /// A verifier as strict as these options say (the extra seals are loaded by the caller,
+    /// after the store's own).
+    pub fn verifier(&self) -> Verifier {
+        let verifier = Verifier::new();
+        if self.strict {
+            verifier.with_record_check(Record::check)
+        } else {
+            verifier
+        }
+    }
+
+    /// Loads the extra seal files into `verifier`.
+    pub fn add_extra_seals(&self, verifier: &mut Verifier) -> Result<(), StoreError> {
+        for seals in &self.seals {
+            verifier.add_seal_file(seals).map_err(StoreError::io(seals))?;
+        }
+        Ok(())
+    }
 }
 
 /// An input file and whether chains in it must start from seq 1.
@@ -183,22 +78,10 @@ impl Inputs {
         let mut inputs = Inputs::default();
         for path in paths {
             let path = path.as_ref();
-            if is_store_dir(path) {
-                let files = store_files(path)?;
-                for (chain, segments) in files.chains {
-                    let newest = segments.len().saturating_sub(1);
-                    inputs
-                        .sources
-                        .extend(segments.into_iter().enumerate().map(|(i, path)| Source {
-                            path,
-                            from_genesis: true,
-                            growing: i == newest,
-                            chain: Some(chain.clone()),
-                        }));
-                }
-                inputs.seals.extend(files.seals);
-                inputs.torn.extend(files.torn);
-            } else if path.is_dir() {
+            if crate::store::file::add_store_inputs(path, &mut inputs)? {
+                continue;
+            }
+            if path.is_dir() {
                 let mut found = Vec::new();
                 walk(path, &mut found)?;
                 found.sort();
@@ -243,409 +126,6 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Reads `path` line by line into `each(line_without_newline, line_number, had_newline)`.
-pub(crate) fn for_each_line(
-    path: &Path,
-    mut each: impl FnMut(&[u8], u64, bool) -> Result<(), StoreError>,
-    progress: &mut dyn FnMut(u64),
-) -> Result<(), StoreError> {
-    let file = File::open(path).map_err(StoreError::io(path))?;
-    let mut reader = BufReader::with_capacity(256 << 10, file);
-    let mut line = Vec::with_capacity(4096);
-    let mut number = 0;
-    loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(StoreError::io(path))?;
-        if n == 0 {
-            return Ok(());
-        }
-        number += 1;
-        progress(n as u64);
-        let had_newline = line.last() == Some(&b'\n');
-        let body = if had_newline {
-            &line[..line.len() - 1]
-        } else {
-            &line[..]
-        };
-        each(body, number, had_newline)?;
-    }
-}
-
-struct Progress {
-    /// The chain was read from seq 1 in sources that keep whole chains, so its end can be
-    /// checked against seals; a segment (an export) may legitimately end before a seal.
-    whole: bool,
-    first_seq: u64,
-    start_prev_hash: ChainHash,
-    count: u64,
-    last_seq: u64,
-    head: ChainHash,
-    sealed_through: Option<u64>,
-    damage: Option<Damage>,
-}
-
-/// A seal as loaded: the hash it vouches for and where it was read, to name it as evidence.
-struct SealEntry {
-    hash: ChainHash,
-    file: usize,
-    line: u64,
-}
-
-/// Streaming verifier: feed it lines in chain order, then [`finish`](Verifier::finish).
-#[derive(Default)]
-pub struct Verifier {
-    chains: HashMap<String, Progress>,
-    seals: HashMap<String, BTreeMap<u64, SealEntry>>,
-    seal_files: Vec<PathBuf>,
-    /// Whole chains are expected (a store or genesis-only input), so a sealed chain with no
-    /// records at all was deleted rather than merely not exported.
-    pub(crate) expect_whole: bool,
-    /// Newest purge seal per chain: retention removed every record up to its seq on purpose,
-    /// so a whole chain may start after it.
-    purges: HashMap<String, (u64, ChainHash)>,
-    malformed: Vec<Damage>,
-    strict: bool,
-    lines: u64,
-}
-
-impl Verifier {
-    /// A verifier; `strict` also parses every record fully.
-    pub fn new(strict: bool) -> Self {
-        Verifier {
-            strict,
-            ..Verifier::default()
-        }
-    }
-
-    /// Loads seals to check chains against. Malformed seal lines are reported as damage.
-    pub fn add_seals(&mut self, path: &Path) -> Result<(), StoreError> {
-        let file = self.seal_files.len();
-        self.seal_files.push(path.to_path_buf());
-        for_each_line(
-            path,
-            |line, number, _| {
-                if line.is_empty() {
-                    return Ok(());
-                }
-                match serde_json::from_slice::<Seal>(line) {
-                    Ok(seal) => {
-                        if is_purge_seal(line) {
-                            note_purge(&mut self.purges, &seal);
-                        }
-                        let entry = SealEntry {
-                            hash: seal.hash,
-                            file,
-                            line: number,
-                        };
-                        self.insert_seal(seal.chain, seal.seq, entry);
-                    }
-                    Err(e) => self.malformed.push(Damage {
-                        kind: DamageKind::Malformed,
-                        chain: None,
-                        seq: None,
-                        location: Location {
-                            path: path.to_path_buf(),
-                            line: number,
-                        },
-                        detail: format!("not a seal: {e}"),
-                    }),
-                }
-                Ok(())
-            },
-            &mut |_| {},
-        )
-    }
-
-    /// Adds one seal read from elsewhere than a file (a database's seals table); `purged`
-    /// marks a retention purge seal. `origin` and `line` name it in reports.
-    pub fn add_seal(&mut self, seal: Seal, purged: bool, origin: &Path, line: u64) {
-        if self.seal_files.last().is_none_or(|p| p != origin) {
-            self.seal_files.push(origin.to_path_buf());
-        }
-        if purged {
-            note_purge(&mut self.purges, &seal);
-        }
-        let entry = SealEntry {
-            hash: seal.hash,
-            file: self.seal_files.len() - 1,
-            line,
-        };
-        self.insert_seal(seal.chain, seal.seq, entry);
-    }
-
-    /// Keeps a seal; two seals of one seq that disagree are evidence in themselves (a forged
-    /// seal, or a chain rewritten between them), whatever the records say.
-    fn insert_seal(&mut self, chain: String, seq: u64, entry: SealEntry) {
-        let seals = self.seals.entry(chain.clone()).or_default();
-        match seals.get(&seq) {
-            Some(old) if old.hash != entry.hash => {
-                let place = |e: &SealEntry| format!("{}:{}", self.seal_files[e.file].display(), e.line);
-                let detail = format!(
-                    "two seals of seq {seq} disagree: {} at {} and {} at {}",
-                    old.hash,
-                    place(old),
-                    entry.hash,
-                    place(&entry)
-                );
-                let location = Location {
-                    path: self.seal_files[entry.file].clone(),
-                    line: entry.line,
-                };
-                self.malformed.push(Damage {
-                    kind: DamageKind::Forged,
-                    chain: Some(chain),
-                    seq: Some(seq),
-                    location,
-                    detail,
-                });
-            }
-            _ => {
-                seals.insert(seq, entry);
-            }
-        }
-    }
-
-    /// The first damage found so far in `chain` (to stop copying at it).
-    pub fn chain_damage(&self, chain: &str) -> Option<&Damage> {
-        self.chains.get(chain).and_then(|p| p.damage.as_ref())
-    }
-
-    /// Checks one line (without its newline). `from_genesis` demands that a chain seen for
-    /// the first time starts at seq 1 (or within or right after the range a purge seal
-    /// covers), and that it is not cut short of its seals.
-    pub fn push(&mut self, line: &[u8], location: impl FnOnce() -> Location, from_genesis: bool) {
-        self.push_checked(line, location, from_genesis, None, None);
-    }
-
-    /// [`push`](Self::push), with the hash check already done (on another thread) when
-    /// `hash_ok` is given.
-    fn push_checked(
-        &mut self,
-        line: &[u8],
-        location: impl FnOnce() -> Location,
-        from_genesis: bool,
-        hash_ok: Option<bool>,
-        known_chain: Option<&str>,
-    ) {
-        self.lines += 1;
-        self.expect_whole |= from_genesis;
-        let view = match LineView::parse(line) {
-            Ok(v) => v,
-            // In a store the file says which chain the line stands in: name it, and the seq a
-            // record there would have. The chain itself goes on being checked around the line.
-            Err(m) if known_chain.is_some() => {
-                let chain = known_chain.expect("checked");
-                let next = self.chains.get(chain).map_or(1, |p| p.last_seq + 1);
-                self.malformed.push(Damage {
-                    kind: DamageKind::Malformed,
-                    chain: Some(chain.to_owned()),
-                    seq: Some(next),
-                    location: location(),
-                    detail: m.0,
-                });
-                return;
-            }
-            Err(m) => {
-                self.malformed.push(Damage {
-                    kind: DamageKind::Malformed,
-                    chain: None,
-                    seq: None,
-                    location: location(),
-                    detail: m.0,
-                });
-                return;
-            }
-        };
-        let damage = |kind, seq, detail: String, location: Location| Damage {
-            kind,
-            chain: Some(view.chain.to_string()),
-            seq: Some(seq),
-            location,
-            detail,
-        };
-        // A purged chain starts right after its purge seal, whose hash the first record must
-        // link to; or, if a purge stopped half way, before it, where the seal checks the hash.
-        let purged_start = self
-            .purges
-            .get(&*view.chain)
-            .is_some_and(|&(seq, hash)| view.seq <= seq || (view.seq == seq + 1 && view.prev_hash == hash));
-        let state = match self.chains.get_mut(&*view.chain) {
-            Some(s) => s,
-            None => self.chains.entry(view.chain.to_string()).or_insert(Progress {
-                whole: from_genesis,
-                first_seq: view.seq,
-                start_prev_hash: view.prev_hash,
-                count: 0,
-                last_seq: view.seq - 1,
-                head: view.prev_hash,
-                sealed_through: None,
-                damage: None,
-            }),
-        };
-        if let Some(d) = &mut state.damage {
-            // Keep reading only to tell a reorder from a deletion.
-            if d.kind == DamageKind::Missing && d.seq == Some(view.seq) {
-                d.kind = DamageKind::Reordered;
-                d.detail = format!("record seq {} appears after later records ({})", view.seq, location());
-            }
-            return;
-        }
-        if self.strict
-            && let Err(m) = Record::parse(line)
-        {
-            state.damage = Some(damage(DamageKind::Malformed, view.seq, m.0, location()));
-            return;
-        }
-        if !hash_ok.unwrap_or_else(|| view.body_hash() == view.hash) {
-            let seq = if state.count > 0 { state.last_seq + 1 } else { view.seq };
-            let detail = "the record's bytes do not match its hash".to_owned();
-            state.damage = Some(damage(DamageKind::Edited, seq, detail, location()));
-            return;
-        }
-        let expected = state.last_seq + 1;
-        if state.count == 0 && from_genesis && view.seq != 1 && !purged_start {
-            let detail = format!(
-                "the chain starts at seq {}: records 1..={} are missing",
-                view.seq,
-                view.seq - 1
-            );
-            state.damage = Some(damage(DamageKind::Missing, 1, detail, location()));
-            return;
-        }
-        if view.seq > expected {
-            let detail = format!("records {expected}..={} are missing before this one", view.seq - 1);
-            state.damage = Some(damage(DamageKind::Missing, expected, detail, location()));
-            return;
-        }
-        if view.seq < expected {
-            // A record moved later leaves a gap where it was, reported as missing first and
-            // turned into a reorder above. With no gap before it, a second record claims a
-            // position already verified: a duplicate or an inserted record. Only a segment's
-            // predecessor (seq below the first one seen) can still be a reorder here.
-            let (kind, detail) = if view.seq < state.first_seq {
-                let detail = format!(
-                    "seq {} appears after seq {}, which follows it",
-                    view.seq, state.last_seq
-                );
-                (DamageKind::Reordered, detail)
-            } else if view.seq == state.last_seq && view.hash == state.head {
-                (DamageKind::Forged, format!("a duplicate of seq {}", view.seq))
-            } else {
-                let detail = format!(
-                    "a second record claims seq {} after seq {}: inserted or duplicated",
-                    view.seq, state.last_seq
-                );
-                (DamageKind::Forged, detail)
-            };
-            state.damage = Some(damage(kind, view.seq, detail, location()));
-            return;
-        }
-        let genesis_ok = !(from_genesis && state.count == 0) || view.prev_hash == ChainHash::GENESIS || purged_start;
-        if view.prev_hash != state.head || !genesis_ok {
-            let detail = if state.count == 0 {
-                "the first record's prev_hash is not 64 zeros".to_owned()
-            } else {
-                format!("prev_hash does not match the hash of seq {}", state.last_seq)
-            };
-            state.damage = Some(damage(DamageKind::Forged, view.seq, detail, location()));
-            return;
-        }
-        if let Some(sealed) = self.seals.get(&*view.chain).and_then(|s| s.get(&view.seq)) {
-            if sealed.hash != view.hash {
-                // The links are consistent, so the records were rewritten together: the seal
-                // only bounds where the rewrite starts.
-                let since = state.sealed_through.map_or(state.first_seq, |s| s + 1);
-                let detail = format!(
-                    "hash differs from the seal of seq {} ({}:{}, {}): the chain was rewritten with recomputed \
-                     hashes from somewhere in seq {since}..={}",
-                    view.seq,
-                    self.seal_files[sealed.file].display(),
-                    sealed.line,
-                    sealed.hash,
-                    view.seq
-                );
-                state.damage = Some(damage(DamageKind::Forged, view.seq, detail, location()));
-                return;
-            }
-            state.sealed_through = Some(view.seq);
-        }
-        state.count += 1;
-        state.last_seq = view.seq;
-        state.head = view.hash;
-    }
-
-    /// Final checks (truncation against seals) and the report.
-    pub fn finish(mut self) -> VerifyReport {
-        for (chain, seals) in &self.seals {
-            if !self.chains.contains_key(chain) {
-                if !self.expect_whole {
-                    continue;
-                }
-                // Every record purged: the chain legitimately ends at its purge seal.
-                let (last_seq, head) = self.purges.get(chain).copied().unwrap_or((0, ChainHash::GENESIS));
-                self.chains.insert(
-                    chain.clone(),
-                    Progress {
-                        whole: true,
-                        first_seq: last_seq + 1,
-                        start_prev_hash: head,
-                        count: 0,
-                        last_seq,
-                        head,
-                        sealed_through: None,
-                        damage: None,
-                    },
-                );
-            }
-            let state = self.chains.get_mut(chain).expect("inserted");
-            if state.damage.is_some() || !state.whole {
-                continue;
-            }
-            if let Some((&sealed_seq, seal)) = seals.iter().next_back()
-                && sealed_seq > state.last_seq
-            {
-                // The seal is the evidence: name where it is.
-                let seal_file = &self.seal_files[seal.file];
-                state.damage = Some(Damage {
-                    kind: DamageKind::Truncated,
-                    chain: Some(chain.clone()),
-                    seq: Some(state.last_seq + 1),
-                    location: Location {
-                        path: seal_file.clone(),
-                        line: seal.line,
-                    },
-                    detail: format!(
-                        "the chain ends at seq {} but its seal covers seq {sealed_seq}: the newest records were deleted",
-                        state.last_seq
-                    ),
-                });
-            }
-        }
-        let mut chains: Vec<ChainReport> = self
-            .chains
-            .into_iter()
-            .map(|(chain, p)| ChainReport {
-                chain,
-                count: p.count,
-                first_seq: p.first_seq,
-                start_prev_hash: p.start_prev_hash,
-                last_seq: p.last_seq,
-                head: p.head,
-                sealed_through: p.sealed_through,
-                damage: p.damage,
-            })
-            .collect();
-        chains.sort_by(|a, b| a.chain.cmp(&b.chain));
-        VerifyReport {
-            chains,
-            malformed: self.malformed,
-            torn_fragments: Vec::new(),
-            unfinished: Vec::new(),
-            lines: self.lines,
-        }
-    }
-}
-
 /// Verifies every record and seal behind `paths` (see [`Inputs::collect`]).
 pub fn verify_paths<P: AsRef<Path>>(paths: &[P], opts: &VerifyOptions) -> Result<VerifyReport, StoreError> {
     let inputs = Inputs::collect(paths)?;
@@ -658,17 +138,22 @@ pub fn verify_inputs(
     opts: &VerifyOptions,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifyReport, StoreError> {
-    let mut verifier = Verifier::new(opts.strict);
+    let mut verifier = opts.verifier();
     // A store's own seals mean whole chains are expected, even if every record file is gone.
-    verifier.expect_whole = !inputs.seals.is_empty() || opts.require_genesis;
-    for seals in inputs.seals.iter().chain(&opts.seals) {
-        verifier.add_seals(seals)?;
+    if !inputs.seals.is_empty() || opts.require_genesis {
+        verifier.expect_whole_chains();
     }
+    for seals in &inputs.seals {
+        verifier.add_seal_file(seals).map_err(StoreError::io(seals))?;
+    }
+    opts.add_extra_seals(&mut verifier)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut unfinished = Vec::new();
     for source in &inputs.sources {
         let from_genesis = source.from_genesis || opts.require_genesis;
         let mut number = 0;
-        for_each_chunk(&source.path, progress, |chunk, hashes_ok| match hashes_ok {
+        let file = File::open(&source.path).map_err(StoreError::io(&source.path))?;
+        for_each_hashed_chunk(file, threads, progress, |chunk, hashes_ok| match hashes_ok {
             Some(flags) => {
                 for (line, hash_ok) in lines(chunk).zip(flags) {
                     number += 1;
@@ -676,7 +161,7 @@ pub fn verify_inputs(
                         path: source.path.clone(),
                         line: number,
                     };
-                    verifier.push_checked(line, location, from_genesis, Some(*hash_ok), source.chain.as_deref());
+                    verifier.push_hashed(line, location, from_genesis, *hash_ok, source.chain.as_deref());
                 }
             }
             None if source.growing => {
@@ -688,7 +173,7 @@ pub fn verify_inputs(
             }
             None => {
                 number += 1;
-                verifier.malformed.push(Damage {
+                verifier.report(Damage {
                     kind: DamageKind::Malformed,
                     chain: None,
                     seq: None,
@@ -699,152 +184,11 @@ pub fn verify_inputs(
                     detail: "the last line has no newline: torn by a crash or cut short".into(),
                 });
             }
-        })?;
+        })
+        .map_err(StoreError::io(&source.path))?;
     }
     let mut report = verifier.finish();
     report.torn_fragments = inputs.torn.clone();
     report.unfinished = unfinished;
     Ok(report)
-}
-
-/// True for a seal line written by retention (`"purged":true`).
-fn is_purge_seal(line: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Flag {
-        #[serde(default)]
-        purged: bool,
-    }
-    serde_json::from_slice::<Flag>(line).is_ok_and(|f| f.purged)
-}
-
-fn note_purge(purges: &mut HashMap<String, (u64, ChainHash)>, seal: &Seal) {
-    let slot = purges.entry(seal.chain.clone()).or_insert((seal.seq, seal.hash));
-    if seal.seq > slot.0 {
-        *slot = (seal.seq, seal.hash);
-    }
-}
-
-/// Bytes of file read at a time: big enough to amortise hand-offs, small enough that the few
-/// chunks in flight keep memory constant.
-const CHUNK: usize = 1 << 20;
-/// Chunks being hashed ahead of the sequential checks.
-const AHEAD: usize = 4;
-
-/// The lines of `chunk`, split at `\n` exactly like `slice::split`, but found with memchr's
-/// vectorized search instead of a byte at a time: splitting was a fifth of verify's time.
-fn lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut start = 0;
-    memchr::memchr_iter(b'\n', chunk)
-        .map(Some)
-        .chain([None])
-        .map(move |newline| {
-            let end = newline.unwrap_or(chunk.len());
-            let line = &chunk[start..end];
-            start = end + 1;
-            line
-        })
-}
-
-/// Reads `path` in chunks of whole lines and checks every line's hash on worker threads (the
-/// expensive, independent part), handing each chunk in order to `each` with one flag per line,
-/// and a last line without newline with `None`. Links, seqs and seals stay sequential in `each`.
-fn for_each_chunk(
-    path: &Path,
-    progress: &mut dyn FnMut(u64),
-    mut each: impl FnMut(&[u8], Option<&[bool]>),
-) -> Result<(), StoreError> {
-    use std::collections::VecDeque;
-    use std::io::Read;
-
-    let mut file = File::open(path).map_err(StoreError::io(path))?;
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
-    std::thread::scope(|scope| {
-        let (job_tx, job_rx) =
-            crossbeam_channel::bounded::<(Vec<u8>, crossbeam_channel::Sender<(Vec<u8>, Vec<bool>)>)>(AHEAD);
-        for _ in 0..workers {
-            let job_rx = job_rx.clone();
-            scope.spawn(move || {
-                for (chunk, reply) in job_rx {
-                    let flags = lines(&chunk).map(LineView::hash_matches).collect();
-                    let _ = reply.send((chunk, flags));
-                }
-            });
-        }
-        drop(job_rx);
-        let mut pending: VecDeque<crossbeam_channel::Receiver<(Vec<u8>, Vec<bool>)>> = VecDeque::new();
-        let mut carry: Vec<u8> = Vec::new();
-        let mut finish_front = |pending: &mut VecDeque<crossbeam_channel::Receiver<(Vec<u8>, Vec<bool>)>>| {
-            if let Some(rx) = pending.pop_front() {
-                let (chunk, flags) = rx.recv().expect("hashing worker");
-                each(&chunk, Some(&flags));
-            }
-        };
-        loop {
-            let mut buf = std::mem::take(&mut carry);
-            let start = buf.len();
-            buf.resize(start + CHUNK, 0);
-            let mut filled = start;
-            while filled < buf.len() {
-                match file.read(&mut buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(StoreError::io(path)(e)),
-                }
-            }
-            buf.truncate(filled);
-            progress((filled - start) as u64);
-            let eof = filled == start;
-            let cut = match buf.iter().rposition(|&b| b == b'\n') {
-                Some(i) => i,
-                None if eof => {
-                    while !pending.is_empty() {
-                        finish_front(&mut pending);
-                    }
-                    if !buf.is_empty() {
-                        each(&buf, None);
-                    }
-                    return Ok(());
-                }
-                None => {
-                    carry = buf;
-                    continue;
-                }
-            };
-            carry = buf[cut + 1..].to_vec();
-            buf.truncate(cut);
-            if pending.len() >= AHEAD {
-                finish_front(&mut pending);
-            }
-            let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-            job_tx.send((buf, reply_tx)).expect("hashing workers");
-            pending.push_back(reply_rx);
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::lines;
-
-    #[test]
-    fn lines_split_like_slice_split() {
-        for chunk in [
-            &b""[..],
-            b"\n",
-            b"a",
-            b"a\n",
-            b"a\nb",
-            b"\n\nab\n\ncd",
-            b"{\"seq\":1}\n{\"seq\":2}",
-        ] {
-            let expected: Vec<&[u8]> = chunk.split(|&b| b == b'\n').collect();
-            assert_eq!(
-                lines(chunk).collect::<Vec<_>>(),
-                expected,
-                "{:?}",
-                String::from_utf8_lossy(chunk)
-            );
-        }
-    }
 }

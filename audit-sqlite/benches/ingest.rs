@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use audit_runtime::copy::event_batch;
 use audit_runtime::query::Indexed;
+use audit_runtime::store::event_batch;
 use audit_runtime::store::{ChainBatch, ChainHead, Store};
 use audit_runtime::{AuditEvent, Category, ChainHash, Timestamp};
 use audit_sqlite::SqliteStore;

@@ -51,7 +51,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use audit_runtime::copy::{RecordSink, check_continues};
+use audit_runtime::check_continues;
+use audit_runtime::copy::RecordSink;
 use audit_runtime::query::{Cursor, Indexed, Order, Paged, Query, RecordSource, Records, StoredRecord, StoredSeal};
 use audit_runtime::retention::{Blocked, ChainRange, PurgeUnit, RetentionConfig, RetentionPlan, RetentionTarget};
 use audit_runtime::store::{ChainBatch, ChainHead, Seal, Store};
@@ -205,6 +206,20 @@ impl SqliteStore {
         }
         drop(err);
         Ok(SqliteStore { conn, path })
+    }
+
+    /// Opens the existing database at `path`, for reading or retention: a file that is not
+    /// there is an error (reading never creates an empty store that would verify with nothing
+    /// in it).
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if !path.is_file() {
+            return Err(StoreError::Config(format!(
+                "sqlite://{}: no such SQLite database file",
+                path.display()
+            )));
+        }
+        Self::open(path)
     }
 
     /// Opens a `sqlite://PATH` URL (`sqlite:///abs/path` or `sqlite://relative/path`).
@@ -580,7 +595,7 @@ impl RecordSink for SqliteStore {
         check_continues(head.as_ref(), records).map_err(StoreError::Config)?;
         let mut rows = Vec::with_capacity(records.len());
         for r in records {
-            let ix = r.indexed().map_err(|m| StoreError::Corrupt {
+            let ix = Indexed::from_line(&r.line).map_err(|m| StoreError::Corrupt {
                 path: path.clone(),
                 line: r.seq,
                 message: m.0,

@@ -12,16 +12,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use audit_runtime::copy::{CopyOptions, FileSink, RecordSink, copy};
+use audit_runtime::copy::{CopyOptions, RecordSink, copy};
 use audit_runtime::export::Format;
-use audit_runtime::query::{
-    FileSource, Order, OutcomeStatus, Query, RecordSource, StoredRecord, export_source, verify_source,
-};
+use audit_runtime::query::{Order, OutcomeStatus, Query, RecordSource, StoredRecord, export_source, verify_source};
 use audit_runtime::retention::{Policy, RetentionConfig, RetentionTarget, record_into, run as run_retention};
 use audit_runtime::store::Store;
+use audit_runtime::store::file::{FileRetention, FileSink};
 use audit_runtime::verify::DamageKind;
 use audit_runtime::{
-    Actor, AuditEvent, AuditLayer, AuthMethod, Category, FileStore, FileStoreOptions, Record, Timestamp,
+    Actor, AuditEvent, AuditLayer, AuthMethod, Category, FileSource, FileStore, FileStoreOptions, Record, Timestamp,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -294,7 +293,7 @@ pub fn reopen_continues_chains<H: Harness>(h: &mut H) {
     write_through_layer(h.writer(), second.to_vec());
     // And a direct append (retention's and imports' path), without the writer thread.
     let mut w = h.writer();
-    audit_runtime::copy::append_events(&mut w, [sample_event(99, Some("acme"), Timestamp::now())]).unwrap();
+    audit_runtime::store::append_events(&mut w, [sample_event(99, Some("acme"), Timestamp::now())]).unwrap();
     drop(w);
     let mut src = h.source();
     let report = assert_verifies(&mut src, H::NAME);
@@ -509,7 +508,7 @@ pub fn retention_purge_then_verify<H: Harness>(h: &mut H) {
     {
         let mut w = h.writer();
         for (i, (age, tenant)) in events.iter().enumerate() {
-            audit_runtime::copy::append_events(&mut w, [sample_event(i, Some(tenant), ago(*age))]).unwrap();
+            audit_runtime::store::append_events(&mut w, [sample_event(i, Some(tenant), ago(*age))]).unwrap();
         }
     }
     let config = RetentionConfig::new(Policy::soc2())
@@ -547,14 +546,8 @@ pub fn retention_purge_then_verify<H: Harness>(h: &mut H) {
         (4, 6),
         "acme resumes after its purge seal, plus the purge event"
     );
-    let event = src
-        .chain_records("acme", 5)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .record()
-        .unwrap();
+    let stored = src.chain_records("acme", 5).unwrap().next().unwrap().unwrap();
+    let event = Record::parse(&stored.line).unwrap();
     assert_eq!(event.action, audit_runtime::retention::PURGE_ACTION);
     assert!(
         src.seals()
@@ -740,7 +733,7 @@ impl Harness for FileHarness {
     type Writer = FileStore;
     type Source = FileSource;
     type Sink = FileSink;
-    type Retention = audit_runtime::retention::FileRetention;
+    type Retention = FileRetention;
     const NAME: &'static str = "files";
 
     fn setup() -> Option<Self> {
@@ -762,7 +755,7 @@ impl Harness for FileHarness {
     }
 
     fn retention(&mut self) -> Self::Retention {
-        audit_runtime::retention::FileRetention::open(self.dir.path()).expect("open retention")
+        FileRetention::open(self.dir.path()).expect("open retention")
     }
 
     fn tamper_delete(&mut self, chain: &str, seq: u64) {

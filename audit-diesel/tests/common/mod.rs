@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use audit::AuditModel;
-use audit_runtime::query::{FileSource, Query, RecordSource};
+use audit_runtime::FileSource;
+use audit_runtime::query::{Query, RecordSource};
 use audit_runtime::{AuditLayer, FileStore, Record, WriterGuard};
 use diesel::prelude::*;
 use tracing_subscriber::prelude::*;
@@ -201,7 +202,7 @@ pub fn read_records(dir: &Path) -> Vec<Record> {
     source
         .query(&Query::new())
         .unwrap()
-        .map(|r| r.unwrap().record().unwrap())
+        .map(|r| audit_runtime::Record::parse(&r.unwrap().line).unwrap())
         .collect()
 }
 

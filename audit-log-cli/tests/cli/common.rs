@@ -5,9 +5,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use audit_runtime::{
-    Actor, AuditEvent, AuditLayer, AuditScope, AuthMethod, Category, ChainHash, FileStore, Store, Timestamp,
-};
+use audit::{Actor, AuditEvent, AuditLayer, AuditScope, AuthMethod, Category, ChainHash, FileStore, Store, Timestamp};
 use tempfile::TempDir;
 use tracing_subscriber::prelude::*;
 
@@ -40,7 +38,7 @@ pub fn build_store() -> TempDir {
 pub fn build_sqlite() -> (TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
-    fill(audit_sqlite::SqliteStore::open(&path).unwrap());
+    fill(audit::sqlite::SqliteStore::open(&path).unwrap());
     (dir, sqlite_url(&path))
 }
 

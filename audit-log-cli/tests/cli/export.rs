@@ -106,7 +106,7 @@ fn csv_export_parses_and_neutralises_formulas() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let mut reader = csv::Reader::from_reader(&out.stdout[..]);
     let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
-    assert_eq!(header, audit_runtime::export::CSV_COLUMNS);
+    assert_eq!(header, audit::export::CSV_COLUMNS);
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), ACME as usize);
     let column = |name: &str| header.iter().position(|h| h == name).unwrap();

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use audit_postgres::PgStore;
+use audit::postgres::PgStore;
 use postgres::{Client, NoTls};
 
 /// The server the tests use.

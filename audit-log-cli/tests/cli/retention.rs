@@ -4,8 +4,8 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use audit_runtime::copy::append_events;
-use audit_runtime::{AuditEvent, Category, FileStore, FileStoreOptions, Store, Timestamp};
+use audit::store::append_events;
+use audit::{AuditEvent, Category, FileStore, FileStoreOptions, Store, Timestamp};
 use serde_json::Value;
 
 use crate::common::*;
@@ -213,7 +213,7 @@ fn a_file_store_dry_run_then_purge_then_verify() {
 fn a_sqlite_store_dry_run_then_purge_then_verify() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
-    fill_aged(&mut audit_sqlite::SqliteStore::open(&path).unwrap());
+    fill_aged(&mut audit::sqlite::SqliteStore::open(&path).unwrap());
     let url = sqlite_url(&path);
     let config = config_file();
 

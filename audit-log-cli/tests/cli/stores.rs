@@ -167,7 +167,7 @@ fn a_sqlite_store_verifies_and_exports_like_files() {
     check_verify_and_export(&url);
 
     // Tampering by someone who can write the file: drop the trigger, edit a record.
-    let db = audit_sqlite::SqliteStore::open(dir.path().join("audit.db")).unwrap();
+    let db = audit::sqlite::SqliteStore::open(dir.path().join("audit.db")).unwrap();
     db.connection()
         .execute_batch(
             "DROP TRIGGER audit_records_no_update;
@@ -262,7 +262,7 @@ fn bad_store_locations_exit_2_and_create_nothing() {
 
     // An empty store has nothing to verify.
     let empty = dir.path().join("empty.db");
-    drop(audit_sqlite::SqliteStore::open(&empty).unwrap());
+    drop(audit::sqlite::SqliteStore::open(&empty).unwrap());
     let out = audit(["verify", &sqlite_url(&empty)]);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("nothing to verify"), "{}", stderr(&out));

@@ -285,8 +285,8 @@ fn a_torn_last_line_is_reported_and_repaired_fragments_are_mentioned() {
 
     // Opening the store moves the fragment aside; verify then passes and mentions it.
     {
-        use audit_runtime::Store;
-        let mut reopened = audit_runtime::FileStore::open(copy.path()).unwrap();
+        use audit::Store;
+        let mut reopened = audit::FileStore::open(copy.path()).unwrap();
         reopened.heads().unwrap();
     }
     let out = audit([Path::new("verify"), copy.path()]);

@@ -39,7 +39,7 @@ fn markdown_is_the_default_and_the_file_is_found_upwards() {
     let out = audit_in(&nested, ["vocab"]);
     assert_exit(&out, 0);
     let text = stdout(&out);
-    let standard = audit_vocab::STANDARD_ACTIONS.len();
+    let standard = audit::vocab::STANDARD_ACTIONS.len();
     assert!(text.starts_with("# Audit action catalogue\n"), "{text}");
     assert!(
         text.contains(&format!("Source: `{}`", dir.path().join("audit.toml").display())),
@@ -82,7 +82,7 @@ fn csv_has_one_row_per_action_with_formulas_neutralised() {
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    assert_eq!(rows.len(), audit_vocab::STANDARD_ACTIONS.len() + 3);
+    assert_eq!(rows.len(), audit::vocab::STANDARD_ACTIONS.len() + 3);
     let row = |name: &str| rows.iter().find(|r| &r[0] == name).unwrap().clone();
     let legacy = row("billing.legacy_update");
     assert_eq!(&legacy[1], "mutation");
@@ -114,7 +114,7 @@ fn json_lists_every_action_and_file_names_the_vocabulary() {
     assert_eq!(doc["include_standard"], true);
     assert_eq!(doc["source"], file.to_str().unwrap());
     let actions = doc["actions"].as_array().unwrap();
-    assert_eq!(actions.len(), audit_vocab::STANDARD_ACTIONS.len() + 3);
+    assert_eq!(actions.len(), audit::vocab::STANDARD_ACTIONS.len() + 3);
     let legacy = actions.iter().find(|a| a["name"] == "billing.legacy_update").unwrap();
     assert_eq!(legacy["category"], "mutation");
     assert_eq!(legacy["deprecated"]["replaced_by"], "billing.update");

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::time::Timestamp;
+use crate::{StoredRecord, Timestamp};
 
 /// Where a page ended: the sort key `(timestamp, chain, seq)` of its last record. The next
 /// page starts strictly after it in the query's order. Its text form (`Display`/`FromStr`)
@@ -17,6 +17,15 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The cursor that continues after `record`.
+    pub fn after(record: &StoredRecord) -> Self {
+        Cursor {
+            timestamp: record.timestamp,
+            chain: record.chain.clone(),
+            seq: record.seq,
+        }
+    }
+
     pub(super) fn key(&self) -> (Timestamp, &str, u64) {
         (self.timestamp, &self.chain, self.seq)
     }

@@ -3,7 +3,7 @@ use std::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 
 use super::{Cursor, Indexed};
-use crate::time::Timestamp;
+use crate::Timestamp;
 
 /// Which way results run. Both orders sort by `(timestamp, chain, seq)`, which within one
 /// chain is chain order.

@@ -2,12 +2,12 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use super::{Order, StoredRecord};
+use crate::Timestamp;
 use crate::error::StoreError;
-use crate::time::Timestamp;
 
 /// A k-way merge of per-chain streams by `(timestamp, chain, seq)`: memory grows with the
 /// number of chains, not of records.
-pub(super) struct Merge<I> {
+pub(crate) struct Merge<I> {
     streams: Vec<I>,
     heap: BinaryHeap<HeapItem>,
     order: Order,
@@ -49,7 +49,7 @@ impl Ord for HeapItem {
 }
 
 impl<I: Iterator<Item = Result<StoredRecord, StoreError>>> Merge<I> {
-    pub(super) fn new(streams: Vec<I>, order: Order) -> Self {
+    pub(crate) fn new(streams: Vec<I>, order: Order) -> Self {
         Merge {
             streams,
             heap: BinaryHeap::new(),

@@ -2,14 +2,14 @@
 //! such as `billing.*`), actor, resource and outcome; newest or oldest first; cursor
 //! pagination; records streamed with their exact stored bytes.
 //!
-//! A store that can be read implements [`RecordSource`]. [`FileSource`] reads a file store
-//! directory; the SQLite and PostgreSQL crates implement the trait for their stores. Verify,
-//! export and copy are written once against the trait ([`verify_source`], [`export_source`],
-//! [`copy`](crate::copy::copy)).
+//! A store that can be read implements [`RecordSource`]. [`FileSource`](crate::FileSource)
+//! reads a file store directory; the SQLite and PostgreSQL crates implement the trait for
+//! their stores. Verify, export and copy are written once against the trait
+//! ([`verify_source`], [`export_source`], [`copy`](crate::copy::copy)).
 //!
 //! ```
-//! use audit_runtime::query::{FileSource, Order, Query, RecordSource};
-//! use audit_runtime::{AuditEvent, Category, FileStore, Timestamp};
+//! use audit_runtime::query::{Order, Query, RecordSource};
+//! use audit_runtime::{AuditEvent, Category, FileSource, FileStore};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
@@ -17,7 +17,7 @@
 //! let events = (0..5).map(|i| {
 //!     AuditEvent::new("billing.update", Category::Mutation).tenant("acme").resource("invoice", i)
 //! });
-//! audit_runtime::copy::append_events(&mut store, events)?;
+//! audit_runtime::store::append_events(&mut store, events)?;
 //!
 //! let mut source = FileSource::open(dir.path())?;
 //! let query = Query::new().tenant("acme").action("billing.*").order(Order::NewestFirst).limit(2);
@@ -29,21 +29,16 @@
 //! ```
 
 mod cursor;
-mod file_chain;
-mod file_source;
 mod filter;
 mod indexed;
-mod location;
 mod merge;
 mod paged;
 mod source;
-mod stored;
 
+pub use audit_chain::{StoredRecord, StoredSeal};
 pub use cursor::Cursor;
-pub use file_source::{FileSource, read_seal_files};
 pub use filter::{Order, OutcomeStatus, Query};
 pub use indexed::Indexed;
-pub use location::StoreLocation;
+pub(crate) use merge::Merge;
 pub use paged::Paged;
 pub use source::{Page, RecordSource, Records, export_source, page, verify_source};
-pub use stored::{StoredRecord, StoredSeal};

@@ -42,7 +42,7 @@ where
             return None;
         }
         if let Some(r) = self.page.next() {
-            self.last = Some(r.cursor());
+            self.last = Some(Cursor::after(&r));
             if let Some(n) = &mut self.remaining {
                 *n -= 1;
             }

@@ -46,7 +46,7 @@ pub fn page(source: &mut dyn RecordSource, query: &Query) -> Result<Page, StoreE
     };
     let records: Vec<StoredRecord> = source.query(&q)?.collect::<Result<_, _>>()?;
     let next = (records.len() == limit && limit > 0)
-        .then(|| records.last().map(StoredRecord::cursor))
+        .then(|| records.last().map(Cursor::after))
         .flatten();
     Ok(Page { records, next })
 }
@@ -54,16 +54,14 @@ pub fn page(source: &mut dyn RecordSource, query: &Query) -> Result<Page, StoreE
 /// Verifies every chain of `source` from its start (or from a purge seal) against its seals:
 /// the same checks as [`verify_paths`](crate::verify::verify_paths) for a store directory.
 pub fn verify_source(source: &mut dyn RecordSource, opts: &VerifyOptions) -> Result<VerifyReport, StoreError> {
-    let mut verifier = crate::verify::Verifier::new(opts.strict);
+    let mut verifier = opts.verifier();
     // A store keeps whole chains: a sealed chain without a single record left was deleted.
-    verifier.expect_whole = true;
+    verifier.expect_whole_chains();
     let origin = PathBuf::from(format!("{} (seals)", source.describe()));
     for (n, s) in source.seals()?.into_iter().enumerate() {
         verifier.add_seal(s.seal, s.purged, &origin, n as u64 + 1);
     }
-    for seals in &opts.seals {
-        verifier.add_seals(seals)?;
-    }
+    opts.add_extra_seals(&mut verifier)?;
     let name = source.describe();
     for chain in source.chains()? {
         let path = PathBuf::from(format!("{name} chain {chain}"));

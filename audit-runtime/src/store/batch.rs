@@ -11,10 +11,9 @@ use std::ops::Range;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::event::{Actor, Category, Changes, Context, Outcome, Resource};
-use crate::record::{ChainHash, SCHEMA_VERSION};
+use crate::event::{Actor, AuditEvent, Category, Changes, Context, Outcome, Resource};
 use crate::store::ChainHead;
-use crate::time::Timestamp;
+use crate::{ChainHash, Timestamp};
 
 /// The members after `timestamp` and before `changes`, in contract order (`changes`, the last
 /// one before `prev_hash`, is appended by [`ChainBatch::push`] with its size limit).
@@ -66,12 +65,6 @@ pub struct Chained {
     /// The timestamp written (never before the previous record's).
     pub timestamp: Timestamp,
     line: (usize, usize),
-}
-
-impl Default for Timestamp {
-    fn default() -> Self {
-        Timestamp::from_unix_micros(0)
-    }
 }
 
 /// Records of one chain waiting to be stored.
@@ -144,6 +137,25 @@ impl ChainBatch {
         other.clear();
     }
 
+    /// Adds an event that went through [`prepare`](crate::limits::prepare) (actor resolved,
+    /// members cut to the limits), as record `id`.
+    pub(crate) fn push_event(&mut self, event: AuditEvent, id: Uuid, max_changes_bytes: usize) {
+        let context = (!event.context.is_empty()).then_some(&event.context);
+        self.push(
+            id,
+            event.timestamp,
+            event.actor.unwrap_or_else(Actor::unknown),
+            event.action,
+            event.category,
+            event.resource,
+            event.outcome,
+            context,
+            event.tenant,
+            event.changes.as_ref(),
+            max_changes_bytes,
+        );
+    }
+
     /// Adds a record: serializes everything but its chain members.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn push(
@@ -211,39 +223,16 @@ impl ChainBatch {
         self.lines.clear();
         let mut id_buf = Uuid::encode_buffer();
         for entry in &mut self.entries {
-            let seq = head.seq + 1;
-            let timestamp = entry.timestamp.max(head.timestamp);
             let start = self.lines.len();
-            let out = &mut self.lines;
-            out.extend_from_slice(br#"{"v":"#);
-            out.extend_from_slice(itoa::Buffer::new().format(SCHEMA_VERSION).as_bytes());
-            out.extend_from_slice(br#","id":""#);
-            out.extend_from_slice(entry.id.hyphenated().encode_lower(&mut id_buf).as_bytes());
-            out.extend_from_slice(br#"","chain":"#);
-            out.extend_from_slice(&self.chain_json);
-            out.extend_from_slice(br#","seq":"#);
-            out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
-            out.extend_from_slice(br#","timestamp":""#);
-            out.extend_from_slice(&timestamp.format());
-            out.extend_from_slice(b"\",");
-            out.extend_from_slice(&self.tails[entry.tail.clone()]);
-            out.extend_from_slice(br#","prev_hash":""#);
-            out.extend_from_slice(&head.hash.to_hex());
-            out.extend_from_slice(b"\"}");
-            let hash = ChainHash::of(&out[start..]);
-            out.pop(); // `hash` goes inside the object
-            out.extend_from_slice(br#","hash":""#);
-            out.extend_from_slice(&hash.to_hex());
-            out.extend_from_slice(b"\"}\n");
+            let id = entry.id.hyphenated().encode_lower(&mut id_buf);
+            let tail = &self.tails[entry.tail.clone()];
+            let hash = audit_chain::append_line(&mut self.lines, id, &self.chain_json, tail, entry.timestamp, head);
             entry.chained = Chained {
-                seq,
+                seq: head.seq,
                 hash,
-                timestamp,
-                line: (start, out.len()),
+                timestamp: head.timestamp,
+                line: (start, self.lines.len()),
             };
-            head.seq = seq;
-            head.hash = hash;
-            head.timestamp = timestamp;
         }
         &self.lines
     }

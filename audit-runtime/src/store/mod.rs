@@ -1,46 +1,20 @@
 //! Where chained records go. The writer thread owns a [`Store`] and gives it whole lines,
 //! already chained; a store only has to keep the bytes, make them durable and keep seals.
+//! [`append_events`] writes events into a store without the writer (imports, retention's own
+//! events, tests).
 
+mod append;
 mod batch;
 pub mod file;
 
+pub use append::{append_events, event_batch};
+pub use audit_chain::{ChainHead, Seal};
 pub use batch::{ChainBatch, Chained, Entry};
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::StoreError;
-use crate::record::ChainHash;
-use crate::time::Timestamp;
-
-/// The newest record of a chain: what the next record links to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChainHead {
-    /// The chain key.
-    pub chain: String,
-    /// `seq` of the newest record (0 for an empty chain).
-    pub seq: u64,
-    /// `hash` of the newest record ([`ChainHash::GENESIS`] for an empty chain).
-    pub hash: ChainHash,
-    /// `timestamp` of the newest record; later records never go back in time.
-    pub timestamp: Timestamp,
-}
 
 /// Work that makes appended records durable, run off the writer's thread.
 pub type SyncJob = Box<dyn FnOnce() -> Result<(), StoreError> + Send>;
-
-/// A checkpoint of a chain kept apart from its events, so that deleting the newest events
-/// (truncation) is detected, not only edits in the middle.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Seal {
-    /// The chain key.
-    pub chain: String,
-    /// `seq` of the sealed record.
-    pub seq: u64,
-    /// `hash` of the sealed record.
-    pub hash: ChainHash,
-    /// When the seal was written.
-    pub sealed_at: Timestamp,
-}
 
 /// A chained-record store, driven by one writer thread.
 ///
@@ -71,4 +45,27 @@ pub trait Store: Send + 'static {
 
     /// Records seals of these heads, durably; called only after `sync` covered them.
     fn seal(&mut self, heads: &[Seal]) -> Result<(), StoreError>;
+}
+
+/// A store chosen at run time (from a location string, say) is a store too.
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn heads(&mut self) -> Result<Vec<ChainHead>, StoreError> {
+        (**self).heads()
+    }
+
+    fn append(&mut self, batch: &mut ChainBatch, head: &mut ChainHead) -> Result<(), StoreError> {
+        (**self).append(batch, head)
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        (**self).sync()
+    }
+
+    fn sync_job(&mut self) -> Result<Option<SyncJob>, StoreError> {
+        (**self).sync_job()
+    }
+
+    fn seal(&mut self, heads: &[Seal]) -> Result<(), StoreError> {
+        (**self).seal(heads)
+    }
 }

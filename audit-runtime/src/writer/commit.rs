@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
 use super::{POLL, Reply, Request, Shared, WRITE_CHUNK, Work};
+use crate::Timestamp;
 use crate::error::StoreError;
-use crate::record::ChainHash;
 use crate::store::{ChainBatch, ChainHead, Seal, Store, SyncJob};
-use crate::time::Timestamp;
 
 struct ChainState {
     head: ChainHead,
@@ -281,14 +280,10 @@ impl<S: Store> Writer<S> {
         self.held.1 += batch.bytes();
         let state = match self.chains.get_mut(batch.chain()) {
             Some(s) => s,
-            None => self.chains.entry(batch.chain().to_owned()).or_insert_with(|| {
-                ChainState::new(ChainHead {
-                    chain: batch.chain().to_owned(),
-                    seq: 0,
-                    hash: ChainHash::GENESIS,
-                    timestamp: Timestamp::from_unix_micros(i64::MIN),
-                })
-            }),
+            None => self
+                .chains
+                .entry(batch.chain().to_owned())
+                .or_insert_with(|| ChainState::new(ChainHead::genesis(batch.chain()))),
         };
         if state.batch.is_empty() {
             std::mem::swap(&mut state.batch, &mut batch);

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
-use super::{DEFAULT_CHAIN, Limits, Msg, POLL, Pending, Shared, WRITE_CHUNK, Work};
-use crate::event::{Actor, AuditEvent};
+use super::{Msg, POLL, Pending, Shared, WRITE_CHUNK, Work};
+use crate::limits::{Limits, prepare};
 use crate::store::ChainBatch;
 
 pub(super) struct Intake {
@@ -131,13 +131,8 @@ impl Intake {
         if let Some(span) = &span {
             span.fill(&mut event.context, &mut event.tenant);
         }
-        let mut actor = event.actor.take().unwrap_or_else(Actor::unknown);
-        apply_limits(&mut event, &mut actor, &limits);
-
-        let chain_key: &str = match event.tenant.as_deref() {
-            Some(t) if !t.is_empty() => t,
-            _ => DEFAULT_CHAIN,
-        };
+        prepare(&mut event, &limits);
+        let chain_key = event.chain_key();
         let batch = match self.batches.get_mut(chain_key) {
             Some(b) => b,
             None => {
@@ -154,93 +149,9 @@ impl Intake {
             self.rng.fill(&mut random);
             uuid::Builder::from_unix_timestamp_millis(micros / 1000, &random).into_uuid()
         });
-        let context = (!event.context.is_empty()).then_some(&event.context);
         let before = batch.bytes();
-        batch.push(
-            id,
-            event.timestamp,
-            actor,
-            event.action,
-            event.category,
-            event.resource,
-            event.outcome,
-            context,
-            event.tenant,
-            event.changes.as_ref(),
-            limits.max_changes_bytes,
-        );
+        batch.push_event(event, id, limits.max_changes_bytes);
         self.buffered += batch.bytes() - before;
         self.events += 1;
-    }
-}
-
-fn apply_limits(event: &mut AuditEvent, actor: &mut Actor, limits: &Limits) {
-    let max = limits.max_field_bytes;
-    let cut = |s: &mut String| truncate(s, max);
-    cut(&mut actor.id);
-    if let Some(n) = &mut actor.name {
-        cut(n);
-    }
-    if let Some(i) = &mut actor.impersonator {
-        cut(&mut i.id);
-    }
-    if event.action.len() > max {
-        let mut a = event.action.to_string();
-        cut(&mut a);
-        event.action = a.into();
-    }
-    if let Some(r) = &mut event.resource {
-        if r.kind.len() > max {
-            cut(r.kind.to_mut());
-        }
-        cut(&mut r.id);
-    }
-    if let crate::event::Outcome::Failure { reason } = &mut event.outcome {
-        cut(reason);
-    }
-    if let Some(t) = &mut event.tenant {
-        cut(t);
-    }
-    let c = &mut event.context;
-    for v in [
-        &mut c.ip,
-        &mut c.user_agent,
-        &mut c.request_id,
-        &mut c.session_id,
-        &mut c.trace_id,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        cut(v);
-    }
-    for v in c.extra.values_mut() {
-        cut(v);
-    }
-}
-
-/// Cuts `s` to at most `max` bytes (at a character boundary) plus a marker saying how much went.
-fn truncate(s: &mut String, max: usize) {
-    if s.len() <= max {
-        return;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    let dropped = s.len() - end;
-    s.truncate(end);
-    s.push_str(&format!("…[truncated {dropped} bytes]"));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::truncate;
-
-    #[test]
-    fn truncation_is_marked_and_keeps_utf8() {
-        let mut s = "é".repeat(10);
-        truncate(&mut s, 5);
-        assert_eq!(s, "éé…[truncated 16 bytes]");
     }
 }

@@ -24,11 +24,9 @@ use crossbeam_channel::{Sender, TrySendError, bounded};
 use crate::error::{AuditError, StoreError};
 use crate::event::AuditEvent;
 use crate::layer::{AuditLayer, SpanCapture};
+use crate::limits::Limits;
 use crate::scope::AuditScope;
 use crate::store::{ChainBatch, Store};
-
-/// The chain of events that name no tenant.
-pub const DEFAULT_CHAIN: &str = "default";
 
 /// What an emitting thread does when the writer's queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,26 +36,6 @@ pub enum OnFull {
     /// Wait at most this long, then treat the event as undelivered (see
     /// [`FailureMode`](crate::FailureMode)).
     Timeout(Duration),
-}
-
-/// Size limits applied by the writer. Longer text is cut at a character boundary and marked
-/// `…[truncated N bytes]`, so an oversized field never costs the whole event.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// Longest string member (ids, reasons, context values), in bytes.
-    pub max_field_bytes: usize,
-    /// Longest `changes` member once serialized; larger ones are replaced by
-    /// `{"truncated":true,"bytes":N}`.
-    pub max_changes_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_field_bytes: 4096,
-            max_changes_bytes: 256 << 10,
-        }
-    }
 }
 
 /// An event the writer could not take, handed back to the emitter.

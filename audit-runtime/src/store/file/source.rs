@@ -1,12 +1,11 @@
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+//! Reading a file store directory: queries, and chains walked for verify and copy.
+
 use std::path::{Path, PathBuf};
 
-use super::file_chain::{BackwardChain, ForwardChain};
-use super::merge::Merge;
-use super::{Order, Query, RecordSource, Records, StoredRecord, StoredSeal};
+use super::chain_reader::{BackwardChain, ForwardChain};
+use super::layout::{chain_names, encode_chain, is_store_dir, read_seal_files, segments};
 use crate::error::StoreError;
-use crate::store::file::{encode_chain, segments};
+use crate::query::{Indexed, Merge, Order, Query, RecordSource, Records, StoredRecord, StoredSeal};
 
 /// Reads a file store directory (see [`FileStore`](crate::FileStore)) without locking it,
 /// so it can run next to the writing process: a last line still being written is skipped.
@@ -27,7 +26,7 @@ impl FileSource {
     /// Reads the store in `dir` whose seals are kept in `seals_dir`.
     pub fn with_seals_dir(dir: impl AsRef<Path>, seals_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref().to_path_buf();
-        if !crate::store::file::is_store_dir(&dir) {
+        if !is_store_dir(&dir) {
             return Err(StoreError::Config(format!(
                 "{}: not an audit file store (no `chains` directory)",
                 dir.display()
@@ -73,7 +72,7 @@ fn filter_record(r: Result<StoredRecord, StoreError>, q: &Query) -> Option<Resul
     if q.keeps_segments() {
         return Some(Ok(r));
     }
-    match r.indexed() {
+    match Indexed::from_line(&r.line) {
         Ok(ix) => q.matches(&ix).then_some(Ok(r)),
         Err(m) => Some(Err(StoreError::Corrupt {
             path: PathBuf::from(&r.chain),
@@ -89,7 +88,7 @@ impl RecordSource for FileSource {
     }
 
     fn chains(&mut self) -> Result<Vec<String>, StoreError> {
-        crate::store::file::chain_names(&self.dir.join("chains"))
+        chain_names(&self.dir.join("chains"))
     }
 
     fn chain_records(&mut self, chain: &str, after_seq: u64) -> Result<Records<'_>, StoreError> {
@@ -120,34 +119,4 @@ impl RecordSource for FileSource {
     fn seals(&mut self) -> Result<Vec<StoredSeal>, StoreError> {
         read_seal_files(&self.seals_dir)
     }
-}
-
-/// Reads every `*.jsonl` seal file in `dir` (sorted), purge seals included.
-pub fn read_seal_files(dir: &Path) -> Result<Vec<StoredSeal>, StoreError> {
-    let mut out = Vec::new();
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(StoreError::io(dir)(e)),
-    };
-    files.sort();
-    for path in files {
-        let file = File::open(&path).map_err(StoreError::io(&path))?;
-        for (n, line) in BufReader::new(file).split(b'\n').enumerate() {
-            let line = line.map_err(StoreError::io(&path))?;
-            if line.is_empty() {
-                continue;
-            }
-            let seal = serde_json::from_slice(&line).map_err(|e| StoreError::Corrupt {
-                path: path.clone(),
-                line: n as u64 + 1,
-                message: format!("not a seal: {e}"),
-            })?;
-            out.push(seal);
-        }
-    }
-    Ok(out)
 }

@@ -8,6 +8,24 @@
 //! ```
 //! Chain keys that are not plain file names (`[A-Za-z0-9_-]`, `.` after the first byte) are
 //! percent-encoded.
+//!
+//! [`FileStore`] is the writer's side; [`FileSource`] reads a store (queries, verify, export),
+//! [`FileSink`] takes records copied from another store, and [`FileRetention`] purges whole
+//! old segments.
+
+mod chain_reader;
+mod layout;
+mod retention;
+mod sink;
+mod source;
+
+pub use layout::{
+    StoreFiles, chain_names, decode_chain, encode_chain, is_store_dir, read_seal_files, segments, store_files,
+};
+pub(crate) use layout::{add_store_inputs, write_seal_lines};
+pub use retention::FileRetention;
+pub use sink::FileSink;
+pub use source::FileSource;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -15,11 +33,12 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use layout::sync_dir;
+
 use crate::error::StoreError;
-use crate::query::StoredSeal;
 use crate::record::LineView;
 use crate::store::{ChainBatch, ChainHead, Seal, Store, SyncJob};
-use crate::time::Timestamp;
+use crate::{StoredSeal, Timestamp};
 
 /// Settings of a [`FileStore`].
 #[derive(Clone, Debug)]
@@ -322,27 +341,6 @@ impl Store for FileStore {
     }
 }
 
-/// Appends seals (purge seals with `"purged":true`) to `DIR/<chain>.jsonl`, durably.
-pub(crate) fn write_seal_lines(seals_dir: &Path, seals: &[StoredSeal]) -> Result<(), StoreError> {
-    fs::create_dir_all(seals_dir).map_err(StoreError::io(seals_dir))?;
-    for seal in seals {
-        let path = seals_dir.join(format!("{}.jsonl", encode_chain(&seal.seal.chain)));
-        let mut line = serde_json::to_vec(seal).expect("seals serialize");
-        line.push(b'\n');
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(StoreError::io(&path))?;
-        file.write_all(&line)
-            .and_then(|()| file.sync_data())
-            .map_err(StoreError::io(&path))?;
-    }
-    File::open(seals_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StoreError::io(seals_dir))
-}
-
 /// Length of the part of a file that ends in a newline (0 if it has none).
 fn complete_prefix_len(file: &mut File, len: u64) -> std::io::Result<u64> {
     let mut end = len;
@@ -370,147 +368,4 @@ fn last_line(path: &Path) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
     let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let line_no = body.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
     Ok(Some((line_no, body[start..].to_vec())))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::io(dir))
-}
-
-/// The chain keys stored under `DIR/chains`, sorted.
-pub fn chain_names(chains_dir: &Path) -> Result<Vec<String>, StoreError> {
-    let mut names = Vec::new();
-    let entries = match fs::read_dir(chains_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(names),
-        Err(e) => return Err(StoreError::io(chains_dir)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(StoreError::io(chains_dir))?;
-        if entry.file_type().map_err(StoreError::io(entry.path()))?.is_dir() {
-            let name = entry.file_name();
-            let name = name
-                .to_str()
-                .and_then(decode_chain)
-                .ok_or_else(|| StoreError::Corrupt {
-                    path: entry.path(),
-                    line: 0,
-                    message: "directory name is not an encoded chain key".into(),
-                })?;
-            names.push(name);
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
-/// The segment files of one chain directory, oldest first.
-pub fn segments(chain_dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
-    let mut files = Vec::new();
-    let entries = match fs::read_dir(chain_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
-        Err(e) => return Err(StoreError::io(chain_dir)(e)),
-    };
-    for entry in entries {
-        let path = entry.map_err(StoreError::io(chain_dir))?.path();
-        if path.extension().is_some_and(|e| e == "jsonl") {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// Where a store directory keeps what: used by verify and export to read a store.
-#[derive(Clone, Debug)]
-pub struct StoreFiles {
-    /// Per chain key, its segments oldest first.
-    pub chains: Vec<(String, Vec<PathBuf>)>,
-    /// Seal files.
-    pub seals: Vec<PathBuf>,
-    /// Torn fragments kept aside after crashes.
-    pub torn: Vec<PathBuf>,
-}
-
-/// True if `dir` has the layout of a file store.
-pub fn is_store_dir(dir: &Path) -> bool {
-    dir.join("chains").is_dir()
-}
-
-/// Lists the files of the store in `dir`.
-pub fn store_files(dir: &Path) -> Result<StoreFiles, StoreError> {
-    let chains_dir = dir.join("chains");
-    let mut chains = Vec::new();
-    for name in chain_names(&chains_dir)? {
-        let files = segments(&chains_dir.join(encode_chain(&name)))?;
-        chains.push((name, files));
-    }
-    let list = |sub: &str, ext: &str| -> Result<Vec<PathBuf>, StoreError> {
-        let d = dir.join(sub);
-        let mut out = Vec::new();
-        if let Ok(entries) = fs::read_dir(&d) {
-            for e in entries {
-                let p = e.map_err(StoreError::io(&d))?.path();
-                if p.extension().is_some_and(|x| x == ext) {
-                    out.push(p);
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
-    };
-    Ok(StoreFiles {
-        chains,
-        seals: list("seals", "jsonl")?,
-        torn: list("torn", "torn")?,
-    })
-}
-
-/// Encodes a chain key as a directory name.
-pub fn encode_chain(chain: &str) -> String {
-    let plain = |(i, b): (usize, u8)| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0);
-    if !chain.is_empty() && chain.len() <= 100 && chain.bytes().enumerate().all(plain) {
-        return chain.to_owned();
-    }
-    let mut out = String::with_capacity(chain.len() * 3);
-    for (i, b) in chain.bytes().enumerate() {
-        if plain((i, b)) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Decodes a directory name made by [`encode_chain`].
-pub fn decode_chain(name: &str) -> Option<String> {
-    let bytes = name.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = name.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chain_names_round_trip() {
-        for key in ["acme", "default", "a.b-c_d", ".hidden", "tenant/one", "ünï", "%", "x y"] {
-            let enc = encode_chain(key);
-            assert!(!enc.contains('/') && !enc.starts_with('.'), "{enc}");
-            assert_eq!(decode_chain(&enc).as_deref(), Some(key));
-        }
-    }
 }

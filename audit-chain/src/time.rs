@@ -67,6 +67,13 @@ impl Timestamp {
     }
 }
 
+impl Default for Timestamp {
+    /// The Unix epoch.
+    fn default() -> Self {
+        Timestamp(0)
+    }
+}
+
 fn put(slot: &mut [u8], mut value: u32) {
     for byte in slot.iter_mut().rev() {
         *byte = b'0' + (value % 10) as u8;

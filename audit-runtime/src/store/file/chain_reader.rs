@@ -1,11 +1,14 @@
+//! One chain of a file store read segment by segment, oldest or newest first, skipping whole
+//! segments outside a query's time range.
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::{Order, Query, StoredRecord};
+use crate::Timestamp;
 use crate::error::StoreError;
+use crate::query::{Order, Query, StoredRecord};
 use crate::record::{LineView, Malformed};
-use crate::time::Timestamp;
 
 /// The first record's timestamp of a segment (None when it is empty or unreadable yet).
 fn first_timestamp(path: &Path) -> Result<Option<Timestamp>, StoreError> {
