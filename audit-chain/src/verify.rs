@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::hash::ChainHash;
 use crate::line::{LineView, Malformed};
+use crate::read::Line;
 use crate::seal::{Seal, StoredSeal};
 
 /// What kind of damage verification found.
@@ -223,14 +224,36 @@ impl Verifier {
         }
     }
 
-    /// Loads the seal lines of a file (see [`add_seal_line`](Self::add_seal_line)).
-    pub fn add_seal_file(&mut self, path: &Path) -> std::io::Result<()> {
+    /// Loads the seal lines of a file (see [`add_seal_line`](Self::add_seal_line)). A last
+    /// line without its newline is a seal whose write a crash cut short: it was never
+    /// acknowledged, so it is not loaded, and its place is returned to be noted.
+    pub fn add_seal_file(&mut self, path: &Path) -> std::io::Result<Option<Location>> {
         let file = std::fs::File::open(path)?;
+        let mut unfinished = None;
         crate::read::for_each_line(
             file,
-            |line, number, _| self.add_seal_line(line, path, number),
+            |line, number| match line {
+                Line::Complete(line) => self.add_seal_line(line, path, number),
+                Line::Unterminated(_) => {
+                    unfinished = Some(Location {
+                        path: path.to_path_buf(),
+                        line: number,
+                    })
+                }
+                Line::TooLong(bytes) => self.report(Damage {
+                    kind: DamageKind::Malformed,
+                    chain: None,
+                    seq: None,
+                    location: Location {
+                        path: path.to_path_buf(),
+                        line: number,
+                    },
+                    detail: format!("a line of {bytes} bytes is not a seal"),
+                }),
+            },
             &mut |_| {},
-        )
+        )?;
+        Ok(unfinished)
     }
 
     /// Reports damage found outside the lines fed (a line cut short in a store, say).
@@ -351,6 +374,21 @@ impl Verifier {
                 return;
             }
         };
+        // A record of another chain planted in this chain's file: it belongs to neither.
+        if let Some(chain) = known_chain.filter(|c| *c != view.chain) {
+            let next = self.chains.get(chain).map_or(1, |p| p.last_seq + 1);
+            self.malformed.push(Damage {
+                kind: DamageKind::Forged,
+                chain: Some(chain.to_owned()),
+                seq: Some(next),
+                location: location(),
+                detail: format!(
+                    "a record of chain `{}` (seq {}) stands where chain `{chain}` keeps its records",
+                    view.chain, view.seq
+                ),
+            });
+            return;
+        }
         let damage = |kind, seq, detail: String, location: Location| Damage {
             kind,
             chain: Some(view.chain.to_string()),

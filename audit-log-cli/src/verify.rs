@@ -103,8 +103,8 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode, Error> {
     for (_, report) in &reports {
         for line in &report.unfinished {
             eprintln!(
-                "note: {line}: the newest segment ends with an incomplete line (a write in progress, or a crash \
-                 the store repairs when it is next opened); it is not a record yet and was not verified"
+                "note: {line}: the file ends with an incomplete line (a write in progress, or a crash the \
+                 store repairs when it is next opened); it was never acknowledged and was not verified"
             );
         }
         for torn in &report.torn_fragments {

@@ -113,7 +113,7 @@ fn load(admin: &mut Client, schema: &str, heads: &mut Vec<ChainHead>, tenants: u
     for m in 0..14 {
         let date = chrono::NaiveDate::from_ymd_opt(2025 + m / 12, (m % 12) as u32 + 1, 1).unwrap();
         admin
-            .execute(&format!("SELECT \"{schema}\".audit_ensure_partition($1)"), &[&date])
+            .execute(&format!("SELECT \"{schema}\".audit_create_partition($1)"), &[&date])
             .unwrap();
     }
     const ACTIONS: [(&str, Category); 4] = [

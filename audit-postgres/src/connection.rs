@@ -14,7 +14,7 @@ use crate::months::partition_month;
 use crate::schema::SCHEMA_VERSION;
 
 /// A readable message for a PostgreSQL error (the crate's `Display` omits the server's).
-fn pg_message(e: &postgres::Error) -> String {
+pub(crate) fn pg_message(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
             let mut m = format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
@@ -38,6 +38,17 @@ fn pg_message(e: &postgres::Error) -> String {
     }
 }
 
+/// Whether the database refuses a value it was given (a record's content, not a passing
+/// fault): SQLSTATE classes 22 (data exception: bad encoding, a value too long, a line that
+/// is not the record its columns say) and 54 (program limit exceeded: an index entry or a
+/// JSON nesting too large). Retrying cannot help such a record.
+pub(crate) fn refuses_content(e: &postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        let code = c.code();
+        code.starts_with("22") || code.starts_with("54")
+    })
+}
+
 pub(crate) struct Statements {
     pub(crate) lock_chain: Statement,
     pub(crate) insert: Statement,
@@ -58,6 +69,9 @@ pub struct PgStore {
     pub(crate) client: Client,
     pub(crate) statements: Statements,
     pub(crate) partitions: HashSet<i32>,
+    /// Whether this connection acts as the schema owner, who creates partitions for any
+    /// month (the application may only through `audit_ensure_partition`, for months near now).
+    pub(crate) owner: bool,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -149,7 +163,9 @@ impl PgStore {
                 ))
                 .map_err(err)?,
             head: client
-                .prepare(&format!("SELECT seq, hash, ts FROM \"{s}\".audit_heads WHERE chain = $1 AND seq > 0"))
+                .prepare(&format!(
+                    "SELECT seq, hash, nullif(ts, '-infinity') FROM \"{s}\".audit_heads WHERE chain = $1 AND seq > 0"
+                ))
                 .map_err(err)?,
             insert_seal: client
                 .prepare(&format!(
@@ -158,11 +174,20 @@ impl PgStore {
                 ))
                 .map_err(err)?,
         };
+        let owner: bool = client
+            .query_one(
+                "SELECT coalesce((SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c
+                                  WHERE c.oid = to_regclass(format('%I.audit_records', $1::text))), false)",
+                &[&config.schema],
+            )
+            .map_err(err)?
+            .get(0);
         let mut store = PgStore {
             config,
             client,
             statements,
             partitions: HashSet::new(),
+            owner,
         };
         store.load_partitions()?;
         Ok(store)
@@ -202,10 +227,8 @@ impl PgStore {
     }
 
     pub(crate) fn load_partitions(&mut self) -> Result<(), StoreError> {
-        let err = self.err();
         let names = self.partition_names()?;
         self.partitions = names.iter().filter_map(|n| partition_month(n)).collect();
-        drop(err);
         Ok(())
     }
 

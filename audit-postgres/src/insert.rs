@@ -6,13 +6,17 @@ use audit_runtime::{ChainHash, StoreError, Timestamp};
 use chrono::{DateTime, Utc};
 
 use crate::PgStore;
+use crate::config::describe;
+use crate::connection::{pg_message, refuses_content};
 use crate::decode::head_from_row;
 use crate::migrate::lock_key;
 use crate::months::{from_datetime, month_index, month_start, to_datetime};
+use crate::text::{encode_owned, encode_text};
 
 impl PgStore {
     /// Appends `rows` of `chain` in one transaction under the chain's lock. `prepare` gets the
-    /// stored head and returns the rows to insert (chaining them onto it).
+    /// stored head and returns the rows to insert (chaining them onto it). A refusal of the
+    /// rows' content is [`StoreError::Rejected`], naming the chain and seqs.
     pub(crate) fn locked_append(
         &mut self,
         chain: &str,
@@ -21,17 +25,34 @@ impl PgStore {
         self.reconnect_if_closed()?;
         let err = self.err();
         let key = lock_key(&self.config.schema, chain);
+        let column = encode_text(chain);
+        let name = describe(&self.config);
+        let partition_fn = if self.owner {
+            "audit_create_partition"
+        } else {
+            "audit_ensure_partition"
+        };
         for attempt in 0..2 {
             let mut tx = self.client.transaction().map_err(&err)?;
             let head = tx
-                .query_opt(&self.statements.lock_chain, &[&chain, &key])
+                .query_opt(&self.statements.lock_chain, &[&column, &key])
                 .map_err(&err)?
                 .map(|r| head_from_row(chain, &r))
                 .transpose()?;
             let rows = prepare(head)?;
-            if rows.seq.is_empty() {
+            let (Some(first), Some(last)) = (rows.seq.first().copied(), rows.seq.last().copied()) else {
                 return Ok(());
-            }
+            };
+            let refused = |e: postgres::Error, what: &str| {
+                if refuses_content(&e) {
+                    StoreError::Rejected {
+                        chain: chain.to_owned(),
+                        reason: format!("{name}: {what} of seq {first} to {last}: {}", pg_message(&e)),
+                    }
+                } else {
+                    err(e)
+                }
+            };
             for month in rows
                 .ts
                 .iter()
@@ -39,21 +60,21 @@ impl PgStore {
                 .collect::<HashSet<_>>()
             {
                 if !self.partitions.contains(&month) {
-                    let first = month_start(month).date_naive();
+                    let first_day = month_start(month).date_naive();
                     tx.execute(
-                        &format!("SELECT \"{}\".audit_ensure_partition($1)", self.config.schema),
-                        &[&first],
+                        &format!("SELECT \"{}\".{partition_fn}($1)", self.config.schema),
+                        &[&first_day],
                     )
-                    .map_err(&err)?;
+                    .map_err(|e| refused(e, "the partition"))?;
                 }
             }
             let result = if rows.seq.len() >= COPY_THRESHOLD {
-                copy_rows(&mut tx, &self.config.schema, chain, &rows)
+                copy_rows(&mut tx, &self.config.schema, &column, &rows)
             } else {
                 tx.execute(
                     &self.statements.insert,
                     &[
-                        &chain,
+                        &column,
                         &rows.seq,
                         &rows.ts,
                         &rows.tenant,
@@ -79,14 +100,15 @@ impl PgStore {
                     }
                     return Ok(());
                 }
-                // "no partition of relation found": retention dropped a month this process
-                // thought it had. Reload and retry once.
+                // "no partition of relation found" (the message may be translated, so by its
+                // code): retention dropped a month this process thought it had. Reload and
+                // retry once.
                 Err(e) if attempt == 0 && e.code() == Some(&postgres::error::SqlState::CHECK_VIOLATION) => {
                     drop(tx);
                     self.partitions.clear();
                     self.load_partitions()?;
                 }
-                Err(e) => return Err(err(e)),
+                Err(e) => return Err(refused(e, "audit_records")),
             }
         }
         unreachable!("the second attempt returns")
@@ -98,7 +120,8 @@ impl PgStore {
 const COPY_THRESHOLD: usize = 64;
 
 /// The columns of `audit_records` a record is written to, in the order of
-/// [`RECORD_COLUMN_TYPES`]: for bulk loaders that `COPY ... FROM STDIN BINARY` themselves.
+/// [`RECORD_COLUMN_TYPES`]: for bulk loaders that `COPY ... FROM STDIN BINARY` themselves
+/// (text columns other than `line` in the encoding of [`encode_text`]).
 pub const RECORD_COLUMNS: &str = "chain, seq, ts, tenant, action, category, actor_id, resource_type, resource_id, outcome, id, line, hash, prev_hash";
 
 /// The PostgreSQL types of [`RECORD_COLUMNS`], for `BinaryCopyInWriter`.
@@ -154,7 +177,7 @@ fn copy_rows(
     w.finish().map(drop)
 }
 
-/// Column arrays of one insert.
+/// Column arrays of one insert, text columns encoded ([`encode_text`]).
 #[derive(Default)]
 pub(crate) struct Rows {
     seq: Vec<i64>,
@@ -194,6 +217,7 @@ impl Rows {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn push(
         &mut self,
+        chain: &str,
         ix: Indexed,
         seq: u64,
         ts: Timestamp,
@@ -201,16 +225,18 @@ impl Rows {
         prev: ChainHash,
         line: &[u8],
     ) -> Result<(), StoreError> {
-        let line =
-            std::str::from_utf8(line).map_err(|e| StoreError::Config(format!("a record line is not UTF-8: {e}")))?;
+        let line = std::str::from_utf8(line).map_err(|e| StoreError::Rejected {
+            chain: chain.to_owned(),
+            reason: format!("seq {seq}: the line is not UTF-8: {e}"),
+        })?;
         self.seq.push(seq as i64);
         self.ts.push(to_datetime(ts));
-        self.tenant.push(ix.tenant);
-        self.action.push(ix.action);
+        self.tenant.push(ix.tenant.map(encode_owned));
+        self.action.push(encode_owned(ix.action));
         self.category.push(ix.category.as_str());
-        self.actor_id.push(ix.actor_id);
-        self.resource_type.push(ix.resource_type);
-        self.resource_id.push(ix.resource_id);
+        self.actor_id.push(encode_owned(ix.actor_id));
+        self.resource_type.push(ix.resource_type.map(encode_owned));
+        self.resource_id.push(ix.resource_id.map(encode_owned));
         self.outcome.push(ix.outcome.as_str());
         self.id.push(ix.id);
         self.line.push(line.to_owned());

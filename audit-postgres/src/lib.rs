@@ -30,41 +30,57 @@
 //! connect when the schema is behind (a role without DDL rights simply finds it current):
 //! - `audit_records`: `chain, seq, ts, tenant, action, category, actor_id, resource_type,
 //!   resource_id, outcome, id, line` (the exact bytes), `hash, prev_hash`; range-partitioned
-//!   by `ts`, one partition per month (`audit_records_pYYYYMM`), created on demand through
-//!   `audit_ensure_partition()`. Primary key `(chain, ts, seq)` (a partitioned table's unique
-//!   keys must include the partition key; along a chain time never decreases, so this is
-//!   chain order too); indexes `(ts, chain, seq)`, `(actor_id, ts)`,
-//!   `(resource_type, resource_id, ts)`.
+//!   by `ts`, one partition per month (`audit_records_pYYYYMM`), created on demand. Primary
+//!   key `(chain, ts, seq)` (a partitioned table's unique keys must include the partition
+//!   key; along a chain time never decreases, so this is chain order too); indexes `(ts,
+//!   chain, seq)`, `(actor_id, ts)`, `(resource_type, resource_id, ts)`, and `(chain, seq)`
+//!   for the seal check.
 //! - `audit_heads`: each chain's head, maintained by a statement trigger that rejects any
-//!   insert that does not continue its chain (seq up by one, `prev_hash` linking): `(chain,
-//!   seq)` stays unique and gap-free even against a buggy or hostile writer.
-//! - `audit_seals`: checkpoints; `purged = true` for retention's purge seals, which only the
-//!   owner may write.
+//!   insert that does not continue its chain (seq up by one, `prev_hash` linking, time not
+//!   going back): `(chain, seq)` stays unique and gap-free even against a buggy or hostile
+//!   writer.
+//! - `audit_seals`: checkpoints; a plain seal must match the stored record at its `(chain,
+//!   seq)`; `purged = true` for retention's purge seals, which only the owner may write.
+//! - `audit_set_aside`: `chain, set_aside_at, reason, event` (`bytea`, whatever the event
+//!   was): events the store refused, kept apart ([`Store::set_aside`], read back with
+//!   [`PgStore::set_aside_records`]).
 //! - Triggers that reject `UPDATE`, `DELETE` and `TRUNCATE` of records (parent and every
-//!   partition) and seals, whoever runs them.
+//!   partition), seals and set-aside records, whoever runs them.
+//!
+//! **The database checks every row it is given** (the same statement trigger, one set-based
+//! query per insert): `hash` must be the SHA-256 of the line without its `hash` member
+//! (Contract 2); the line must start with `{"v":1,"id":…,"chain":…,"seq":…,"timestamp":…,`
+//! as the columns say (the chain key escaped as `serde_json` and PostgreSQL's `to_json`
+//! both escape it) and end with their `prev_hash` and `hash`; and the members between
+//! must parse as JSON whose `action`, `category`, `actor.id`, `resource`, `outcome.status`
+//! and `tenant` are the columns. A row that fails is refused with SQLSTATE 22000 and a
+//! message naming its chain and seq; the store reports such refusals, and any other refusal
+//! of content (SQLSTATE classes 22 and 54), as [`StoreError::Rejected`]. (JSON with a
+//! member twice is read as its last one, as jsonb does; the contract's serializer never
+//! writes one.)
+//!
+//! **Text columns hold event values encoded**: PostgreSQL's `text` cannot hold U+0000,
+//! which JSON carries as `\u0000` and the file store keeps. So `chain`, `tenant`, `action`,
+//! `actor_id`, `resource_type` and `resource_id` (and the `chain` of heads, seals and
+//! set-aside records, and the set-aside `reason`) hold `\\` for a backslash and `\0` for
+//! U+0000, every other character as it is ([`encode_text`], [`decode_text`]). The encoding
+//! is lossless and keeps equality and prefixes, so filters compare encoded values (an action
+//! prefix `billing.*` with `starts_with`), and everything read back is decoded. The `line`
+//! column needs none: JSON escapes U+0000. In SQL, `chain = 'acme'` works as it reads for
+//! every key without a backslash or U+0000; ordering among chain keys that differ at a
+//! U+0000 follows the encoded form.
 //!
 //! # Roles
 //!
-//! [`role_setup_sql`] prints the setup: an owner role (no login) owns everything; the
-//! application's role may only `INSERT` and `SELECT` (and create partitions through a
-//! `SECURITY DEFINER` function); a retention role may read and call
+//! [`role_setup_sql`] is the setup a DBA runs (the README shows it for schema `audit`):
+//! an owner role (no login) owns everything and runs the migrations, which grant the roles
+//! named after the schema what each needs. `<schema>_app` may only `INSERT` and `SELECT`
+//! (records, seals, set-aside records) and create the partitions of last, this and next
+//! month through the `SECURITY DEFINER` function `audit_ensure_partition()`; only the owner
+//! creates other months' (`audit_create_partition()`, which a [`PgStore`] connected with the
+//! owner's rights calls). `<schema>_reader` reads. `<schema>_retention` may also call
 //! `audit_purge_partition()`, which writes purge seals and drops the oldest partition in one
-//! transaction:
-//!
-//! ```sql
-//! CREATE ROLE audit_owner NOLOGIN;
-//! CREATE ROLE audit_app LOGIN PASSWORD 'change-me';
-//! CREATE ROLE audit_retention LOGIN PASSWORD 'change-me';
-//! GRANT audit_owner TO CURRENT_USER;
-//! CREATE SCHEMA IF NOT EXISTS audit AUTHORIZATION audit_owner;
-//! -- SET ROLE audit_owner; run the migrations (open a PgStore); then:
-//! GRANT USAGE ON SCHEMA audit TO audit_app, audit_retention;
-//! GRANT SELECT, INSERT ON audit.audit_records, audit.audit_seals TO audit_app;
-//! GRANT SELECT ON audit.audit_heads, audit.audit_schema_version TO audit_app, audit_retention;
-//! GRANT EXECUTE ON FUNCTION audit.audit_ensure_partition(date) TO audit_app;
-//! GRANT SELECT ON audit.audit_records, audit.audit_seals TO audit_retention;
-//! GRANT EXECUTE ON FUNCTION audit.audit_purge_partition(text) TO audit_retention;
-//! ```
+//! transaction.
 //!
 //! # Several writers
 //!
@@ -75,6 +91,8 @@
 //! commit. Four or five round trips per batch, whatever its size.
 //!
 //! [`ChainBatch::chain_onto`]: audit_runtime::store::ChainBatch::chain_onto
+//! [`Store::set_aside`]: audit_runtime::store::Store::set_aside
+//! [`StoreError::Rejected`]: audit_runtime::StoreError::Rejected
 
 mod config;
 mod connection;
@@ -87,6 +105,7 @@ mod retention;
 mod schema;
 mod sink;
 mod store;
+mod text;
 
 pub use config::PgConfig;
 pub use connection::PgStore;
@@ -94,3 +113,4 @@ pub use insert::{RECORD_COLUMN_TYPES, RECORD_COLUMNS};
 pub use migrate::{lock_key, migrate};
 pub use reader::page_sql;
 pub use schema::{SCHEMA_VERSION, role_setup_sql};
+pub use text::{decode_text, encode_text};

@@ -7,6 +7,7 @@ use crate::PgStore;
 use crate::config::describe;
 use crate::decode::hash_from;
 use crate::months::{from_datetime, to_datetime};
+use crate::text::{decode_owned, encode_text};
 
 /// Records per page when streaming query results.
 const PAGE: usize = 1000;
@@ -21,10 +22,15 @@ impl Args {
     }
 }
 
+/// `value` as its text column holds it.
+fn column(value: &str) -> String {
+    encode_text(value).into_owned()
+}
+
 fn where_clause(q: &Query, args: &mut Args) -> String {
     let mut sql = String::from(" WHERE true");
     if let Some(t) = &q.tenant {
-        sql.push_str(&format!(" AND chain = {}", args.push(t.clone())));
+        sql.push_str(&format!(" AND chain = {}", args.push(column(t))));
     }
     if let Some(f) = q.from {
         sql.push_str(&format!(" AND ts >= {}", args.push(to_datetime(f))));
@@ -33,18 +39,20 @@ fn where_clause(q: &Query, args: &mut Args) -> String {
         sql.push_str(&format!(" AND ts < {}", args.push(to_datetime(t))));
     }
     match (q.action_prefix(), &q.action) {
-        (Some(prefix), _) => sql.push_str(&format!(" AND starts_with(action, {})", args.push(prefix.to_owned()))),
-        (None, Some(a)) => sql.push_str(&format!(" AND action = {}", args.push(a.clone()))),
+        // The encoding keeps prefixes: `a` starts with `p` exactly when encoded `a` starts
+        // with encoded `p`.
+        (Some(prefix), _) => sql.push_str(&format!(" AND starts_with(action, {})", args.push(column(prefix)))),
+        (None, Some(a)) => sql.push_str(&format!(" AND action = {}", args.push(column(a)))),
         (None, None) => {}
     }
     if let Some(a) = &q.actor {
-        sql.push_str(&format!(" AND actor_id = {}", args.push(a.clone())));
+        sql.push_str(&format!(" AND actor_id = {}", args.push(column(a))));
     }
     if let Some(t) = &q.resource_type {
-        sql.push_str(&format!(" AND resource_type = {}", args.push(t.clone())));
+        sql.push_str(&format!(" AND resource_type = {}", args.push(column(t))));
     }
     if let Some(i) = &q.resource_id {
-        sql.push_str(&format!(" AND resource_id = {}", args.push(i.clone())));
+        sql.push_str(&format!(" AND resource_id = {}", args.push(column(i))));
     }
     if let Some(o) = q.outcome {
         sql.push_str(&format!(" AND outcome = {}", args.push(o.as_str())));
@@ -63,11 +71,12 @@ fn cursor_clause(q: &Query, c: &Cursor, args: &mut Args) -> String {
             format!(" AND (ts, seq) {op} ({ts}, {})", args.push(c.seq as i64))
         }
         Some(t) => {
-            let later = (t > c.chain.as_str()) == (q.order == Order::OldestFirst);
+            // Compared as stored, the order the database sorts by.
+            let later = (column(t) > column(&c.chain)) == (q.order == Order::OldestFirst);
             format!(" AND ts {op}{} {ts}", if later { "=" } else { "" })
         }
         None => {
-            let chain = args.push(c.chain.clone());
+            let chain = args.push(column(&c.chain));
             format!(
                 " AND (ts, chain, seq) {op} ({ts}, {chain}, {})",
                 args.push(c.seq as i64)
@@ -122,12 +131,12 @@ impl RecordSource for PgStore {
                 &[],
             )
             .map_err(err)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows.iter().map(|r| decode_owned(r.get(0))).collect())
     }
 
     fn chain_records(&mut self, chain: &str, after_seq: u64) -> Result<Records<'_>, StoreError> {
         self.reconnect_if_closed()?;
-        let chain = chain.to_owned();
+        let chain = column(chain);
         let schema = self.config.schema.clone();
         let this = &mut *self;
         // Along a chain time never decreases, so (ts, seq) order is seq order and the primary
@@ -181,7 +190,7 @@ impl RecordSource for PgStore {
             .map(|r| {
                 Ok(StoredSeal {
                     seal: Seal {
-                        chain: r.get(0),
+                        chain: decode_owned(r.get(0)),
                         seq: r.get::<_, i64>(1) as u64,
                         hash: hash_from(r.get(2))?,
                         sealed_at: from_datetime(r.get(3)),

@@ -5,6 +5,7 @@ use crate::PgStore;
 use crate::config::describe;
 use crate::decode::hash_from;
 use crate::months::{from_datetime, month_index, month_start, partition_month};
+use crate::text::decode_owned;
 
 impl RetentionTarget for PgStore {
     /// Whole monthly partitions, oldest first, while every chain in the partition may lose
@@ -59,7 +60,7 @@ impl RetentionTarget for PgStore {
             let mut reasons = Vec::new();
             for r in &rows {
                 let range = ChainRange {
-                    chain: r.get(0),
+                    chain: decode_owned(r.get(0)),
                     first_seq: r.get::<_, i64>(1) as u64,
                     oldest: from_datetime(r.get(2)),
                     last_seq: r.get::<_, i64>(3) as u64,

@@ -11,6 +11,7 @@ use crate::config::describe;
 use crate::decode::head_from_row;
 use crate::insert::Rows;
 use crate::months::to_datetime;
+use crate::text::encode_text;
 
 impl RecordSink for PgStore {
     fn describe(&self) -> String {
@@ -20,7 +21,10 @@ impl RecordSink for PgStore {
     fn stored_head(&mut self, chain: &str) -> Result<Option<ChainHead>, StoreError> {
         self.reconnect_if_closed()?;
         let err = self.err();
-        let row = self.client.query_opt(&self.statements.head, &[&chain]).map_err(err)?;
+        let row = self
+            .client
+            .query_opt(&self.statements.head, &[&encode_text(chain)])
+            .map_err(err)?;
         row.map(|r| head_from_row(chain, &r)).transpose()
     }
 
@@ -35,7 +39,7 @@ impl RecordSink for PgStore {
                     line: r.seq,
                     message: m.0,
                 })?;
-                rows.push(ix, r.seq, r.timestamp, r.hash, r.prev_hash, &r.line)?;
+                rows.push(chain, ix, r.seq, r.timestamp, r.hash, r.prev_hash, &r.line)?;
             }
             Ok(rows)
         })
@@ -53,7 +57,7 @@ impl RecordSink for PgStore {
             tx.execute(
                 &self.statements.insert_seal,
                 &[
-                    &s.seal.chain,
+                    &encode_text(&s.seal.chain),
                     &(s.seal.seq as i64),
                     &&s.seal.hash.0[..],
                     &to_datetime(s.seal.sealed_at),

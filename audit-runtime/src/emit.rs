@@ -46,9 +46,11 @@ pub fn undelivered_count() -> u64 {
     UNDELIVERED.load(Ordering::Relaxed)
 }
 
-/// Whether the current `tracing` dispatcher has an [`AuditLayer`] whose writer is healthy.
+/// Whether the current `tracing` dispatcher has an [`AuditLayer`] whose writer takes events
+/// now (running, and its store not failing under
+/// [`StoreFailure::Reject`](crate::StoreFailure::Reject)).
 pub fn sink_is_healthy() -> bool {
-    tracing::dispatcher::get_default(|d| d.downcast_ref::<AuditLayer>().is_some_and(AuditLayer::is_healthy))
+    tracing::dispatcher::get_default(|d| d.downcast_ref::<AuditLayer>().is_some_and(AuditLayer::is_accepting))
 }
 
 /// For fail-closed code paths: `Ok` when an event recorded now would reach a healthy sink, or
@@ -98,14 +100,14 @@ impl AuditEvent {
     /// Records this event with an explicit failure mode for this one call.
     pub fn emit_with(self, mode: FailureMode) -> Result<(), AuditError> {
         let claim = dispatch(&self);
-        let undelivered = match claim {
+        let (undelivered, reason) = match claim {
             Some(claim) => match claim.shared.send(self, AuditScope::current(), claim.span) {
                 Ok(()) => return Ok(()),
-                Err(back) => back.into_event(),
+                Err(back) => back.into_parts(),
             },
-            None => self,
+            None => (self, no_layer_reason()),
         };
-        report_undelivered(&undelivered, mode)
+        report_undelivered(&undelivered, &reason, mode)
     }
 }
 
@@ -129,25 +131,40 @@ fn dispatch(event: &AuditEvent) -> Option<Claim> {
     CLAIM.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer_claim))
 }
 
-fn report_undelivered(event: &AuditEvent, mode: FailureMode) -> Result<(), AuditError> {
+/// Why no audit layer took an event on this thread. When the process does run an audit
+/// writer, the usual cause is a subscriber installed for one thread only (`set_default`)
+/// while the event came from another (a tokio worker, say): say exactly that.
+fn no_layer_reason() -> String {
+    match crate::writer::running_writers() {
+        0 => "no audit layer is installed (no AuditLayer in this thread's tracing subscriber, and no \
+              audit writer runs in this process)"
+            .to_owned(),
+        _ => "this thread's tracing subscriber has no audit layer, although this process runs an audit \
+              writer: install the subscriber as the global default (`.init()` or \
+              `tracing::subscriber::set_global_default`), not with `set_default()`, which covers only the \
+              thread that called it; or a filter on the whole subscriber drops target `audit` (filter \
+              each application layer instead)"
+            .to_owned(),
+    }
+}
+
+fn report_undelivered(event: &AuditEvent, reason: &str, mode: FailureMode) -> Result<(), AuditError> {
     let total = UNDELIVERED.fetch_add(1, Ordering::Relaxed) + 1;
     tracing::error!(
         target: "audit::undelivered",
         action = &*event.action,
         total,
-        "audit event not delivered: no healthy audit sink"
+        reason,
+        "audit event not delivered"
     );
     if should_print() {
-        eprintln!(
-            "AUDIT EVENT NOT DELIVERED ({total} so far): no healthy audit sink is installed for this \
-             thread's tracing subscriber, or the audit target is filtered out (apply application \
-             filters per layer). Event: {event:?}"
-        );
+        eprintln!("AUDIT EVENT NOT DELIVERED ({total} so far): {reason}. Event: {event:?}");
     }
     match mode {
         FailureMode::Warn => Ok(()),
         FailureMode::Refuse => Err(AuditError::Undelivered {
             action: event.action.to_string(),
+            reason: reason.to_owned(),
         }),
     }
 }

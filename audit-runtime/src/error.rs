@@ -11,14 +11,27 @@ pub enum AuditError {
     #[error("refused: no healthy audit sink is installed, so this audited action may not run")]
     NoSink,
     /// The event could not be handed to a healthy audit sink.
-    #[error("audit event `{action}` was not delivered: no healthy audit sink took it")]
+    #[error("audit event `{action}` was not delivered: {reason}")]
     Undelivered {
         /// The action of the lost event.
         action: String,
+        /// Why: no audit layer for this thread, the queue stayed full, the store is failing.
+        reason: String,
     },
     /// The writer failed to make events durable.
     #[error("audit writer failed: {0}")]
     Writer(#[from] StoreError),
+    /// Events handed to this writer since the previous flush were lost (refused while the
+    /// store was failing, or timed out on a full queue); every other one is durable.
+    #[error("{count} audit events emitted since the last flush were lost (see stderr and `audit::undelivered` errors)")]
+    Lost {
+        /// How many.
+        count: u64,
+    },
+    /// The wait ran out before the writer answered (see
+    /// [`WriterGuard::flush_timeout`](crate::WriterGuard::flush_timeout)).
+    #[error("the audit writer did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// The writer thread is gone (shut down or crashed).
     #[error("audit writer is not running")]
     WriterGone,
@@ -55,6 +68,16 @@ pub enum StoreError {
     /// The store's configuration is unusable.
     #[error("{0}")]
     Config(String),
+    /// The store refuses a record itself (its content, not a passing fault such as a full
+    /// disk or a lost connection): retrying it cannot help. The writer sets such records
+    /// aside ([`Store::set_aside`](crate::Store::set_aside)) and goes on with the others.
+    #[error("chain `{chain}`: the store refuses the record: {reason}")]
+    Rejected {
+        /// The chain of the refused record.
+        chain: String,
+        /// Why, as the store says it.
+        reason: String,
+    },
 }
 
 impl StoreError {

@@ -244,6 +244,67 @@ pub struct Changes {
     pub fields: Vec<String>,
 }
 
+impl Changes {
+    /// How deeply `before` and `after` may nest. Deeper values are cut at capture and marked,
+    /// as long strings are: every record then reads back in every reader of the project
+    /// (serde_json stops at 128 levels) and in Python's `json` (about 1,000), and no input can
+    /// exhaust a thread's stack.
+    pub const MAX_DEPTH: usize = 32;
+
+    /// Cuts `before` and `after` below [`MAX_DEPTH`](Self::MAX_DEPTH) levels (see there).
+    fn limit_depth(mut self) -> Self {
+        for value in [&mut self.before, &mut self.after].into_iter().flatten() {
+            limit_depth(value, Self::MAX_DEPTH);
+        }
+        self
+    }
+}
+
+/// Replaces every array or object nested `max` levels below `value` by a string saying how
+/// deep it went. Iterative, so any depth is safe on any stack.
+fn limit_depth(value: &mut serde_json::Value, max: usize) {
+    use serde_json::Value;
+    let mut stack: Vec<(&mut Value, usize)> = vec![(value, 1)];
+    while let Some((value, depth)) = stack.pop() {
+        let nested = match value {
+            Value::Array(items) => !items.is_empty(),
+            Value::Object(members) => !members.is_empty(),
+            _ => false,
+        };
+        if !nested {
+            continue;
+        }
+        if depth >= max {
+            let cut = std::mem::replace(value, Value::Null);
+            let below = drop_counting_depth(cut);
+            *value = Value::String(format!("…[truncated: {below} more levels of nesting]"));
+            continue;
+        }
+        match value {
+            Value::Array(items) => stack.extend(items.iter_mut().map(|v| (v, depth + 1))),
+            Value::Object(members) => stack.extend(members.values_mut().map(|v| (v, depth + 1))),
+            _ => {}
+        }
+    }
+}
+
+/// Drops a value without recursion (a deep one would overflow the stack on the way down) and
+/// returns how many levels it had.
+fn drop_counting_depth(value: serde_json::Value) -> usize {
+    use serde_json::Value;
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1usize)];
+    while let Some((value, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match value {
+            Value::Array(items) => stack.extend(items.into_iter().map(|v| (v, depth + 1))),
+            Value::Object(members) => stack.extend(members.into_iter().map(|(_, v)| (v, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// The value written in place of a redacted field.
 pub const REDACTED: &str = "[redacted]";
 
@@ -345,19 +406,19 @@ impl AuditEvent {
         self.context(key, value)
     }
 
-    /// Records the state before and after a mutation.
-    pub fn changes(mut self, before: Option<serde_json::Value>, after: Option<serde_json::Value>) -> Self {
-        self.changes = Some(Changes {
+    /// Records the state before and after a mutation (nested at most
+    /// [`Changes::MAX_DEPTH`] levels; deeper parts are cut and marked).
+    pub fn changes(self, before: Option<serde_json::Value>, after: Option<serde_json::Value>) -> Self {
+        self.with_changes(Changes {
             before,
             after,
             fields: Vec::new(),
-        });
-        self
+        })
     }
 
     /// Records a change as captured (before, after and the changed fields).
     pub fn with_changes(mut self, changes: Changes) -> Self {
-        self.changes = Some(changes);
+        self.changes = Some(changes.limit_depth());
         self
     }
 

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use audit_chain::read::for_each_line;
+use audit_chain::read::{Line, for_each_line};
 
 use crate::Timestamp;
 use crate::error::StoreError;
@@ -139,22 +139,32 @@ pub fn export_paths<P: AsRef<Path>>(
         let file = std::fs::File::open(&source.path).map_err(StoreError::io(&source.path))?;
         for_each_line(
             file,
-            |line, number, had_newline| {
-                if failure.is_some() || line.is_empty() {
-                    return;
-                }
-                // Exporting from a live store may catch the writer mid-line: that record is
-                // not committed yet, so it is left out instead of failing the export.
-                if !had_newline {
-                    summary.torn += 1;
-                    return;
-                }
-                summary.read += 1;
+            |line, number| {
                 let malformed = |message: String| ExportError::Malformed {
                     path: source.path.display().to_string(),
                     line: number,
                     message,
                 };
+                let line = match line {
+                    _ if failure.is_some() => return,
+                    Line::Complete(line) => line,
+                    // Exporting from a live store may catch the writer mid-line: that record
+                    // is not committed yet, so it is left out instead of failing the export.
+                    Line::Unterminated(_) => {
+                        summary.torn += 1;
+                        return;
+                    }
+                    Line::TooLong(bytes) => {
+                        failure = Some(malformed(format!(
+                            "a line of {bytes} bytes, longer than any record may be: not a record"
+                        )));
+                        return;
+                    }
+                };
+                if line.is_empty() {
+                    return;
+                }
+                summary.read += 1;
                 let view = match LineView::parse(line) {
                     Ok(v) => v,
                     Err(m) => {
@@ -340,10 +350,28 @@ fn csv_row(r: &Record) -> Vec<String> {
     ]
 }
 
-/// Prefixes a cell that a spreadsheet would run as a formula (`= + - @`, tab, CR) with `'`.
+/// Prefixes a cell that a spreadsheet could run as a formula with `'` (OWASP's CSV injection
+/// rules): a cell whose first character is `=`, `+`, `-`, `@`, `|` or their full-width
+/// forms, once leading white space, control characters, invisible characters (byte order
+/// mark, zero-width and no-break spaces) and `;` are passed over, or that starts with a tab,
+/// carriage return or line feed.
 pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
-    match cell.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
+    let invisible = |c: char| {
+        c.is_whitespace()
+            || c.is_control()
+            || c == ';'
+            || matches!(c, '\u{feff}' | '\u{200b}'..='\u{200d}' | '\u{2060}')
+    };
+    let trigger = |c: char| {
+        matches!(
+            c,
+            '=' | '+' | '-' | '@' | '|' | '\u{ff1d}' | '\u{ff0b}' | '\u{ff0d}' | '\u{ff20}' | '\u{ff5c}'
+        )
+    };
+    let starts_with_break = cell.starts_with(['\t', '\r', '\n']);
+    match cell.trim_start_matches(invisible).chars().next() {
+        Some(c) if trigger(c) => format!("'{cell}").into(),
+        _ if starts_with_break => format!("'{cell}").into(),
         _ => cell.into(),
     }
 }
@@ -353,11 +381,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formula_cells_are_neutralised() {
-        for cell in ["=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "\tx", "\rx"] {
-            assert!(neutralise(cell).starts_with('\''), "{cell:?}");
+    fn csv_cells_never_run_as_formulas() {
+        // (cell, neutralised?): the OWASP triggers, behind every prefix a spreadsheet skips.
+        let table = [
+            ("=HYPERLINK(\"http://x\")", true),
+            ("+1", true),
+            ("-2", true),
+            ("@SUM(A1)", true),
+            ("|calc!A1", true),
+            ("\u{ff5c}x", true),
+            ("\tx", true),
+            ("\rx", true),
+            ("\nx", true),
+            (" =1+1", true),
+            ("   +cmd", true),
+            ("\n=1+1", true),
+            ("\u{feff}=1+1", true),
+            ("\u{a0}=1+1", true),
+            ("\u{3000}=1", true),
+            ("\u{200b}=1", true),
+            ("\u{ff1d}1+1", true),
+            ("\u{ff0b}1", true),
+            ("\u{ff0d}1", true),
+            ("\u{ff20}SUM(A1)", true),
+            (";=1+1", true),
+            ("; ;=1", true),
+            ("\u{1}=1", true),
+            ("acme", false),
+            ("usr_123", false),
+            ("2026-11-26T07:16:51.123456Z", false),
+            ("a=b", false),
+            ("", false),
+            (" plain", false),
+            ("; not a formula", false),
+        ];
+        for (cell, dangerous) in table {
+            let out = neutralise(cell);
+            assert_eq!(
+                out.starts_with('\'') && out.len() == cell.len() + 1,
+                dangerous,
+                "{cell:?} -> {out:?}"
+            );
+            if !dangerous {
+                assert_eq!(out, cell);
+            }
         }
-        assert_eq!(neutralise("acme"), "acme");
     }
 
     #[test]

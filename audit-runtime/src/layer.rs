@@ -41,6 +41,12 @@ impl AuditLayer {
     pub fn is_healthy(&self) -> bool {
         self.shared.is_healthy()
     }
+
+    /// Whether an event emitted now would be taken: the writer runs, and its store is not
+    /// failing under [`StoreFailure::Reject`](crate::StoreFailure::Reject).
+    pub fn is_accepting(&self) -> bool {
+        self.shared.accepting()
+    }
 }
 
 /// Context fields found on the spans around an event, innermost first.
@@ -141,10 +147,8 @@ where
         if event.metadata().target() != "audit" {
             return;
         }
+        // Always claimed: the writer itself says why it cannot take an event, if it cannot.
         claim(|| {
-            if !self.shared.is_healthy() {
-                return None;
-            }
             let span = ctx.event_span(event).map(|leaf| {
                 let fields = leaf
                     .scope()

@@ -62,5 +62,5 @@ pub use model::AuditModel;
 pub use record::Record;
 pub use scope::{AuditScope, ScopeGuard, Scoped, WithAuditScope};
 pub use store::file::{FileSource, FileStore, FileStoreOptions};
-pub use store::{Store, SyncJob};
-pub use writer::{AuditLayerBuilder, OnFull, WriterGuard};
+pub use store::{SetAside, Store, SyncJob};
+pub use writer::{AuditLayerBuilder, OnFull, StoreFailure, WriterGuard};

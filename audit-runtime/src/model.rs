@@ -79,11 +79,10 @@ impl AuditEvent {
         if let Some(model) = after.or(before) {
             self.resource = Some(model.audit_resource());
         }
-        self.changes = Some(Changes {
+        self.with_changes(Changes {
             before: before.map(AuditModel::audit_snapshot),
             after: after.map(AuditModel::audit_snapshot),
             fields: Vec::new(),
-        });
-        self
+        })
     }
 }

@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use audit_chain::read::{for_each_hashed_chunk, lines};
+use audit_chain::read::{MAX_LINE_BYTES, Piece, for_each_hashed_chunk, lines};
 pub use audit_chain::verify::{ChainReport, Damage, DamageKind, Location, RecordCheck, Verifier, VerifyReport};
 
 use crate::error::StoreError;
@@ -41,7 +41,15 @@ impl VerifyOptions {
     /// Loads the extra seal files into `verifier`.
     pub fn add_extra_seals(&self, verifier: &mut Verifier) -> Result<(), StoreError> {
         for seals in &self.seals {
-            verifier.add_seal_file(seals).map_err(StoreError::io(seals))?;
+            if let Some(torn) = verifier.add_seal_file(seals).map_err(StoreError::io(seals))? {
+                verifier.report(Damage {
+                    kind: DamageKind::Malformed,
+                    chain: None,
+                    seq: None,
+                    location: torn,
+                    detail: "the last seal line has no newline: cut short".into(),
+                });
+            }
         }
         Ok(())
     }
@@ -70,6 +78,9 @@ pub struct Inputs {
     pub seals: Vec<PathBuf>,
     /// Torn fragments.
     pub torn: Vec<PathBuf>,
+    /// Directories of a store that hold no chain, with what is wrong: reported as damage,
+    /// while everything else is verified.
+    pub unreadable: Vec<(PathBuf, String)>,
 }
 
 impl Inputs {
@@ -143,44 +154,60 @@ pub fn verify_inputs(
     if !inputs.seals.is_empty() || opts.require_genesis {
         verifier.expect_whole_chains();
     }
+    let mut unfinished = Vec::new();
     for seals in &inputs.seals {
-        verifier.add_seal_file(seals).map_err(StoreError::io(seals))?;
+        // A store's seal line cut short by a crash is noted like a torn record line: the
+        // store repairs it when it is next opened.
+        unfinished.extend(verifier.add_seal_file(seals).map_err(StoreError::io(seals))?);
     }
     opts.add_extra_seals(&mut verifier)?;
+    for (dir, why) in &inputs.unreadable {
+        verifier.report(Damage {
+            kind: DamageKind::Malformed,
+            chain: None,
+            seq: None,
+            location: Location {
+                path: dir.clone(),
+                line: 0,
+            },
+            detail: format!("not a chain directory: {why}"),
+        });
+    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut unfinished = Vec::new();
     for source in &inputs.sources {
         let from_genesis = source.from_genesis || opts.require_genesis;
         let mut number = 0;
         let file = File::open(&source.path).map_err(StoreError::io(&source.path))?;
-        for_each_hashed_chunk(file, threads, progress, |chunk, hashes_ok| match hashes_ok {
-            Some(flags) => {
+        let place = |number| Location {
+            path: source.path.clone(),
+            line: number,
+        };
+        for_each_hashed_chunk(file, threads, progress, |piece| match piece {
+            Piece::Lines(chunk, flags) => {
                 for (line, hash_ok) in lines(chunk).zip(flags) {
                     number += 1;
-                    let location = || Location {
-                        path: source.path.clone(),
-                        line: number,
-                    };
-                    verifier.push_hashed(line, location, from_genesis, *hash_ok, source.chain.as_deref());
+                    if line.len() > MAX_LINE_BYTES {
+                        verifier.report(too_long(place(number), source.chain.as_deref(), line.len() as u64));
+                        continue;
+                    }
+                    verifier.push_hashed(line, || place(number), from_genesis, *hash_ok, source.chain.as_deref());
                 }
             }
-            None if source.growing => {
+            Piece::TooLong(bytes) => {
                 number += 1;
-                unfinished.push(Location {
-                    path: source.path.clone(),
-                    line: number,
-                });
+                verifier.report(too_long(place(number), source.chain.as_deref(), bytes));
             }
-            None => {
+            Piece::Unterminated(_) if source.growing => {
+                number += 1;
+                unfinished.push(place(number));
+            }
+            Piece::Unterminated(_) => {
                 number += 1;
                 verifier.report(Damage {
                     kind: DamageKind::Malformed,
                     chain: None,
                     seq: None,
-                    location: Location {
-                        path: source.path.clone(),
-                        line: number,
-                    },
+                    location: place(number),
                     detail: "the last line has no newline: torn by a crash or cut short".into(),
                 });
             }
@@ -191,4 +218,15 @@ pub fn verify_inputs(
     report.torn_fragments = inputs.torn.clone();
     report.unfinished = unfinished;
     Ok(report)
+}
+
+/// A line longer than any record may be: damage at its place, never read whole.
+fn too_long(location: Location, chain: Option<&str>, bytes: u64) -> Damage {
+    Damage {
+        kind: DamageKind::Malformed,
+        chain: chain.map(str::to_owned),
+        seq: None,
+        location,
+        detail: format!("a line of {bytes} bytes, longer than any record may be ({MAX_LINE_BYTES} bytes): not read"),
+    }
 }

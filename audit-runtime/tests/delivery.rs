@@ -7,7 +7,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use audit_runtime::store::{ChainBatch, ChainHead, Seal, Store, SyncJob};
-use audit_runtime::{AuditError, AuditEvent, AuditLayer, Category, FailureMode, FileStore, OnFull, StoreError};
+use audit_runtime::{
+    AuditError, AuditEvent, AuditLayer, Category, FailureMode, FileStore, OnFull, StoreError, StoreFailure,
+};
 use tracing_subscriber::prelude::*;
 
 fn login() -> AuditEvent {
@@ -198,6 +200,11 @@ fn a_full_queue_with_a_timeout_reports_undelivered_events() {
     );
     assert!(delivered < outcomes.len(), "some events must time out: {outcomes:?}");
     open(&gate);
+    // The flush after the loss says how many were lost, once; the next one is clean.
+    match guard.flush() {
+        Err(AuditError::Lost { count }) => assert_eq!(count as usize, outcomes.len() - delivered),
+        other => panic!("the flush must report the lost events: {other:?}"),
+    }
     guard.flush().unwrap();
     assert_eq!(
         common::records(dir.path(), "default").len(),
@@ -237,57 +244,111 @@ fn flush_waits_for_events_sent_before_it_from_other_threads() {
     assert_eq!(report.chains.iter().map(|c| c.count).sum::<u64>(), 1000);
 }
 
-#[test]
-fn a_failing_store_holds_events_and_writes_them_in_order_once_it_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let failing = Arc::new(AtomicBool::new(false));
-    let full = Arc::clone(&failing);
-    // Appends fail while `failing` is set, as on a full disk.
-    let store = HookedStore {
-        inner: FileStore::open(dir.path()).unwrap(),
+/// A file store whose appends fail while `failing` is set, as on a full disk.
+fn failing_store(
+    dir: &std::path::Path,
+    failing: &Arc<AtomicBool>,
+) -> HookedStore<impl FnMut() -> Result<(), StoreError> + Send + 'static> {
+    let full = Arc::clone(failing);
+    HookedStore {
+        inner: FileStore::open(dir).unwrap(),
         before_append: move || match full.load(Ordering::SeqCst) {
             true => Err(StoreError::Config("no space left on device (simulated)".into())),
             false => Ok(()),
         },
-    };
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_failing_store_holds_events_and_writes_them_in_order_once_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = Arc::new(AtomicBool::new(false));
     // Batches of two: events sent around the failure reach the writer in several batches,
-    // which must queue behind the ones it holds.
-    let (layer, guard) = AuditLayer::builder(store).max_batch(2).build().unwrap();
+    // which must queue behind the ones it holds. The default keeps taking events meanwhile.
+    let (layer, guard) = AuditLayer::builder(failing_store(dir.path(), &failing))
+        .max_batch(2)
+        .build()
+        .unwrap();
     let subscriber = tracing_subscriber::registry().with(layer);
-    let accepted = tracing::subscriber::with_default(subscriber, || {
+    tracing::subscriber::with_default(subscriber, || {
         for i in 0..3 {
             login().resource("user", i).emit_with(FailureMode::Refuse).unwrap();
         }
         guard.flush().unwrap();
 
         failing.store(true, Ordering::SeqCst);
-        // Accepted until the writer finds the store failing; refused (not lost) after that.
-        let accepted: Vec<u32> = (3..12)
-            .filter(|&i| login().resource("user", i).emit_with(FailureMode::Refuse).is_ok())
-            .collect();
-        assert_eq!(accepted.first(), Some(&3), "the first event reached a healthy sink");
+        for i in 3..12 {
+            login().resource("user", i).emit_with(FailureMode::Refuse).unwrap();
+        }
+        wait_until("the writer finds the store failing", || guard.failure().is_some());
         let failure = guard.flush().expect_err("flush must report the failing store");
         assert!(failure.to_string().contains("no space left"), "{failure}");
-        assert!(!audit_runtime::sink_is_healthy());
-        assert!(matches!(
-            login().emit_with(FailureMode::Refuse),
-            Err(AuditError::Undelivered { .. })
-        ));
+        assert!(failure.to_string().contains("chain `default`"), "{failure}");
+        // Still taking events: they queue behind the held ones.
+        assert!(audit_runtime::sink_is_healthy());
+        login().resource("user", 12).emit_with(FailureMode::Refuse).unwrap();
 
         failing.store(false, Ordering::SeqCst);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !audit_runtime::sink_is_healthy() {
-            assert!(Instant::now() < deadline, "the writer did not recover");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until("the writer recovers", || guard.failure().is_none());
         guard.flush().unwrap();
-        accepted
     });
     let ids: Vec<String> = common::records(dir.path(), "default")
         .iter()
         .map(|r| r.resource.as_ref().unwrap().id.clone())
         .collect();
-    let expected: Vec<String> = (0..3).chain(accepted).map(|i| i.to_string()).collect();
-    assert_eq!(ids, expected, "every accepted event, once, in order");
+    let expected: Vec<String> = (0..13).map(|i| i.to_string()).collect();
+    assert_eq!(ids, expected, "every event, once, in order");
+    common::assert_verifies(dir.path());
+}
+
+#[test]
+fn a_rejecting_writer_refuses_events_while_the_store_fails_and_flush_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = Arc::new(AtomicBool::new(false));
+    let (layer, guard) = AuditLayer::builder(failing_store(dir.path(), &failing))
+        .on_store_failure(StoreFailure::Reject)
+        .build()
+        .unwrap();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let accepted = tracing::subscriber::with_default(subscriber, || {
+        login().resource("user", 0).emit_with(FailureMode::Refuse).unwrap();
+        guard.flush().unwrap();
+        failing.store(true, Ordering::SeqCst);
+        login().resource("user", 1).emit_with(FailureMode::Refuse).unwrap();
+        wait_until("the writer finds the store failing", || guard.failure().is_some());
+        assert!(!audit_runtime::sink_is_healthy());
+        assert!(matches!(
+            audit_runtime::ensure_sink(Some(FailureMode::Refuse)),
+            Err(AuditError::NoSink)
+        ));
+        let refused = login().resource("user", 2).emit_with(FailureMode::Refuse).unwrap_err();
+        assert!(refused.to_string().contains("no space left"), "{refused}");
+        // Warn mode: the event is lost and counted; the flush after recovery must say so.
+        login().resource("user", 3).emit_with(FailureMode::Warn).unwrap();
+
+        failing.store(false, Ordering::SeqCst);
+        wait_until("the writer recovers", || guard.failure().is_none());
+        match guard.flush() {
+            Err(AuditError::Lost { count }) => assert_eq!(count, 2),
+            other => panic!("the flush must count the events lost meanwhile: {other:?}"),
+        }
+        guard.flush().unwrap();
+        login().resource("user", 4).emit_with(FailureMode::Refuse).unwrap();
+        guard.flush().unwrap();
+        ["0", "1", "4"]
+    });
+    let ids: Vec<String> = common::records(dir.path(), "default")
+        .iter()
+        .map(|r| r.resource.as_ref().unwrap().id.clone())
+        .collect();
+    assert_eq!(ids, accepted, "every accepted event, once, in order");
     common::assert_verifies(dir.path());
 }

@@ -38,7 +38,7 @@ fn a_global_filter_that_hides_the_audit_target_is_reported_not_silent() {
     let result = tracing::subscriber::with_default(subscriber, || {
         AuditEvent::new("user.login", Category::Authentication).emit_with(FailureMode::Refuse)
     });
-    assert!(matches!(result, Err(audit_runtime::AuditError::Undelivered { ref action }) if action == "user.login"));
+    assert!(matches!(result, Err(audit_runtime::AuditError::Undelivered { ref action, .. }) if action == "user.login"));
     assert!(audit_runtime::undelivered_count() > before);
 }
 

@@ -305,3 +305,32 @@ fn a_closed_pipe_ends_the_export_quietly() {
         assert!(!stderr(&out).contains("error"), "{format}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn csv_cells_that_once_ran_as_formulas_are_neutralised() {
+    // The cells the review found running as formulas, as resource ids of real records.
+    let cells = [
+        " =1+1",
+        "\n=1+1",
+        "\u{feff}=1+1",
+        "\u{a0}=1+1",
+        "\u{ff1d}1+1",
+        ";=1+1",
+        "|calc!A1",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = audit::FileStore::open(dir.path()).unwrap();
+    let events = cells.iter().map(|cell| {
+        audit::AuditEvent::new("customer_record.read", audit::Category::DataAccess).resource("customer", cell)
+    });
+    audit::store::append_events(&mut store, events).unwrap();
+    drop(store);
+    let out = audit([Path::new("export"), dir.path(), Path::new("--format"), Path::new("csv")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut reader = csv::Reader::from_reader(&out.stdout[..]);
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    let column = header.iter().position(|h| h == "resource_id").unwrap();
+    let exported: Vec<String> = reader.records().map(|r| r.unwrap()[column].to_owned()).collect();
+    let expected: Vec<String> = cells.iter().map(|c| format!("'{c}")).collect();
+    assert_eq!(exported, expected);
+}

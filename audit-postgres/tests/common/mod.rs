@@ -1,4 +1,5 @@
-//! A fresh schema per test on the test server, dropped at the end.
+//! A fresh schema per test on the test server, set up with the documented roles, dropped
+//! at the end with them.
 #![allow(dead_code)]
 
 use audit_postgres::PgStore;
@@ -39,43 +40,85 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
-/// A schema of its own, and roles made for the test, dropped on drop.
+/// `url` with `options=-c role=ROLE`: a session that acts as `role` (the way a DBA who is a
+/// member of the owner role runs the migrations).
+pub fn url_with_role(url: &str, role: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20role%3D{role}")
+}
+
+/// The roles of the documented setup for a schema.
+pub struct Roles {
+    pub owner: String,
+    pub app: String,
+    pub reader: String,
+    pub retention: String,
+}
+
+impl Roles {
+    pub fn of(schema: &str) -> Self {
+        Roles {
+            owner: format!("{schema}_owner"),
+            app: format!("{schema}_app"),
+            reader: format!("{schema}_reader"),
+            retention: format!("{schema}_retention"),
+        }
+    }
+
+    fn all(&self) -> [&str; 4] {
+        [&self.app, &self.reader, &self.retention, &self.owner]
+    }
+}
+
+/// A schema of its own set up as the documented role setup says (`role_setup_sql`), with
+/// its roles; schema and roles are dropped on drop. [`TestDb::store`] opens it as the owner.
 pub struct TestDb {
     pub url: String,
     pub schema: String,
     pub admin: Client,
-    roles: Vec<String>,
+    roles: Roles,
 }
 
 impl TestDb {
     pub fn new() -> Option<Self> {
         let admin = admin()?;
-        Some(TestDb {
+        let schema = unique("audit_test");
+        let mut db = TestDb {
             url: database_url(),
-            schema: unique("audit_test"),
+            roles: Roles::of(&schema),
+            schema,
             admin,
-            roles: Vec::new(),
-        })
+        };
+        // Dropped (with whatever the setup made) if the setup fails.
+        db.admin
+            .batch_execute(&audit_postgres::role_setup_sql(&db.schema))
+            .expect("the documented role setup runs");
+        Some(db)
     }
 
+    /// The store, opened (and migrated) as the owner.
     pub fn store(&self) -> PgStore {
-        PgStore::connect(&self.url, &self.schema).expect("connect to the test schema")
+        PgStore::connect(&url_with_role(&self.url, &self.roles.owner), &self.schema)
+            .expect("connect to the test schema as its owner")
     }
 
     pub fn store_as(&self, role: &str) -> PgStore {
         PgStore::connect(&url_as(&self.url, role), &self.schema).expect("connect as role")
     }
 
-    /// Creates owner, application and retention roles with the documented setup; returns
-    /// (owner, app, retention).
+    /// The documented roles, with the tables created (owner, app, retention).
     pub fn roles(&mut self) -> (String, String, String) {
-        drop(self.store()); // the schema exists, migrated
-        let id = uuid::Uuid::now_v7().simple().to_string();
-        let (owner, app, retention) = (format!("ao_{id}"), format!("aa_{id}"), format!("ar_{id}"));
-        self.roles.extend([app.clone(), retention.clone(), owner.clone()]);
-        let sql = audit_postgres::role_setup_sql(&self.schema, &owner, &app, &retention);
-        self.admin.batch_execute(&sql).expect("the documented role setup runs");
-        (owner, app, retention)
+        drop(self.store());
+        (
+            self.roles.owner.clone(),
+            self.roles.app.clone(),
+            self.roles.retention.clone(),
+        )
+    }
+
+    /// The owner role (without creating the tables).
+    pub fn owner(&self) -> String {
+        self.roles.owner.clone()
     }
 
     pub fn client_as(&self, role: &str) -> Client {
@@ -83,16 +126,17 @@ impl TestDb {
     }
 }
 
+/// Drops `schema` and the documented roles of it.
+pub fn drop_schema_and_roles(admin: &mut Client, schema: &str) {
+    let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
+    for role in Roles::of(schema).all() {
+        let _ = admin.batch_execute(&format!("DROP OWNED BY \"{role}\"; DROP ROLE IF EXISTS \"{role}\""));
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let _ = self
-            .admin
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema));
-        for role in &self.roles {
-            let _ = self
-                .admin
-                .batch_execute(&format!("DROP OWNED BY \"{role}\"; DROP ROLE IF EXISTS \"{role}\""));
-        }
+        drop_schema_and_roles(&mut self.admin, &self.schema);
     }
 }
 

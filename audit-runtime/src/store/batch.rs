@@ -12,7 +12,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::event::{Actor, AuditEvent, Category, Changes, Context, Outcome, Resource};
-use crate::store::ChainHead;
+use crate::store::{ChainHead, SetAside};
 use crate::{ChainHash, Timestamp};
 
 /// The members after `timestamp` and before `changes`, in contract order (`changes`, the last
@@ -135,6 +135,52 @@ impl ChainBatch {
             entry
         }));
         other.clear();
+    }
+
+    /// Splits the batch into one batch per record, in order, leaving this one empty: to find
+    /// which records a store refuses, and chain the others without them.
+    pub(crate) fn split_records(&mut self) -> Vec<ChainBatch> {
+        let mut singles = Vec::with_capacity(self.entries.len());
+        for mut entry in self.entries.drain(..) {
+            let mut single = ChainBatch {
+                chain: self.chain.clone(),
+                chain_json: self.chain_json.clone(),
+                tails: self.tails[entry.tail.clone()].to_vec(),
+                entries: Vec::with_capacity(1),
+                lines: Vec::new(),
+            };
+            entry.tail = 0..single.tails.len();
+            single.entries.push(entry);
+            singles.push(single);
+        }
+        self.clear();
+        singles
+    }
+
+    /// The records as they would have been recorded, without chain members, to be set aside
+    /// (see [`Store::set_aside`](crate::Store::set_aside)).
+    pub fn set_aside(&self, reason: &str, at: Timestamp) -> Vec<SetAside> {
+        let mut id_buf = Uuid::encode_buffer();
+        self.entries
+            .iter()
+            .map(|entry| {
+                let tail = &self.tails[entry.tail.clone()];
+                let mut event = Vec::with_capacity(tail.len() + 80);
+                event.extend_from_slice(br#"{"id":""#);
+                event.extend_from_slice(entry.id.hyphenated().encode_lower(&mut id_buf).as_bytes());
+                event.extend_from_slice(br#"","timestamp":""#);
+                event.extend_from_slice(&entry.timestamp.format());
+                event.extend_from_slice(b"\",");
+                event.extend_from_slice(tail);
+                event.push(b'}');
+                SetAside {
+                    chain: self.chain.clone(),
+                    reason: reason.to_owned(),
+                    at,
+                    event,
+                }
+            })
+            .collect()
     }
 
     /// Adds an event that went through [`prepare`](crate::limits::prepare) (actor resolved,

@@ -11,10 +11,43 @@ pub use append::{append_events, event_batch};
 pub use audit_chain::{ChainHead, Seal};
 pub use batch::{ChainBatch, Chained, Entry};
 
+use crate::Timestamp;
 use crate::error::StoreError;
 
 /// Work that makes appended records durable, run off the writer's thread.
 pub type SyncJob = Box<dyn FnOnce() -> Result<(), StoreError> + Send>;
+
+/// A record a store refused ([`StoreError::Rejected`]), kept apart from the chains instead of
+/// being dropped: the event as it would have been recorded, without chain members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetAside {
+    /// The chain it was meant for.
+    pub chain: String,
+    /// Why the store refused it.
+    pub reason: String,
+    /// When it was set aside.
+    pub at: Timestamp,
+    /// The event as a JSON object: `id`, `timestamp` and the members from `actor` on, exactly
+    /// as they would have stood in the record.
+    pub event: Vec<u8>,
+}
+
+impl SetAside {
+    /// One JSON line (without newline): `{"chain":…,"reason":…,"set_aside_at":…,"event":{…}}`.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = Vec::with_capacity(self.event.len() + self.reason.len() + 128);
+        line.extend_from_slice(br#"{"chain":"#);
+        serde_json::to_writer(&mut line, &self.chain).expect("strings serialize");
+        line.extend_from_slice(br#","reason":"#);
+        serde_json::to_writer(&mut line, &self.reason).expect("strings serialize");
+        line.extend_from_slice(br#","set_aside_at":""#);
+        line.extend_from_slice(&self.at.format());
+        line.extend_from_slice(br#"","event":"#);
+        line.extend_from_slice(&self.event);
+        line.push(b'}');
+        line
+    }
+}
 
 /// A chained-record store, driven by one writer thread.
 ///
@@ -45,6 +78,16 @@ pub trait Store: Send + 'static {
 
     /// Records seals of these heads, durably; called only after `sync` covered them.
     fn seal(&mut self, heads: &[Seal]) -> Result<(), StoreError>;
+
+    /// Keeps records the store refused ([`StoreError::Rejected`]) apart from the chains,
+    /// durably, so that a refused event is never dropped. A store that cannot keep them
+    /// returns an error; the writer then reports each one in full on stderr and `tracing`.
+    fn set_aside(&mut self, records: &[SetAside]) -> Result<(), StoreError> {
+        let _ = records;
+        Err(StoreError::Config(
+            "this store has no place for set-aside records".into(),
+        ))
+    }
 }
 
 /// A store chosen at run time (from a location string, say) is a store too.
@@ -67,5 +110,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
 
     fn seal(&mut self, heads: &[Seal]) -> Result<(), StoreError> {
         (**self).seal(heads)
+    }
+
+    fn set_aside(&mut self, records: &[SetAside]) -> Result<(), StoreError> {
+        (**self).set_aside(records)
     }
 }

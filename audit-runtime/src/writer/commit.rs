@@ -1,5 +1,11 @@
 //! The writer thread: chains the serialized chunks onto each chain's head, hands them to the
 //! store, and makes them durable with group commit on the sync thread.
+//!
+//! Failures stay where they happen. A chain whose appends fail keeps its records and retries
+//! them with backoff while every other chain goes on; a record the store refuses outright
+//! ([`StoreError::Rejected`]) is set aside and the rest of its chain is chained without it; a
+//! failing sync holds the answer of every flush until a later sync succeeds. A flush is never
+//! answered `Ok` while anything handed over before it is not durable.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,15 +14,57 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
-use super::{POLL, Reply, Request, Shared, WRITE_CHUNK, Work};
+use super::{POLL, Refusal, Reply, Request, Shared, WRITE_CHUNK, Work};
 use crate::Timestamp;
 use crate::error::StoreError;
 use crate::store::{ChainBatch, ChainHead, Seal, Store, SyncJob};
+
+/// First wait before a failed append or sync is retried; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Something failing and when to try it again.
+#[derive(Clone, Debug)]
+struct Failure {
+    error: String,
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+impl Failure {
+    fn first(error: String) -> Self {
+        Failure {
+            error,
+            retry_at: Instant::now() + FIRST_BACKOFF,
+            backoff: FIRST_BACKOFF,
+        }
+    }
+
+    /// The same thing failed again (or something else in its place): wait longer.
+    fn again(previous: Option<Failure>, error: String) -> Self {
+        match previous {
+            None => Failure::first(error),
+            Some(f) => {
+                let backoff = (f.backoff * 2).min(MAX_BACKOFF);
+                Failure {
+                    error,
+                    retry_at: Instant::now() + backoff,
+                    backoff,
+                }
+            }
+        }
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        now >= self.retry_at
+    }
+}
 
 struct ChainState {
     head: ChainHead,
     sealed_seq: u64,
     batch: ChainBatch,
+    failure: Option<Failure>,
 }
 
 impl ChainState {
@@ -26,8 +74,16 @@ impl ChainState {
             sealed_seq: 0,
             batch: ChainBatch::new(&head.chain),
             head,
+            failure: None,
         }
     }
+}
+
+/// The writer's intervals.
+pub(super) struct Timing {
+    pub commit_interval: Duration,
+    pub seal_interval: Duration,
+    pub shutdown_grace: Duration,
 }
 
 pub(super) struct Writer<S> {
@@ -37,25 +93,20 @@ pub(super) struct Writer<S> {
     /// Emptied batches go back to the serializing thread, which refills them.
     spare: Sender<ChainBatch>,
     max_batch: usize,
-    commit_interval: Duration,
-    seal_interval: Duration,
+    timing: Timing,
     /// Events and bytes taken since the last write.
     held: (usize, usize),
+    /// Records held for failing chains beyond which the writer takes no more work, so that
+    /// the bounded queue pushes back on emitters instead of memory growing.
+    hold_limit: usize,
+    sync_failure: Option<Failure>,
+    /// Seals that could not be written, by chain: reported to seal requests.
+    seal_failures: Vec<String>,
 }
 
 /// Work handed to the sync thread: a store's sync job and the write generation it covers.
 type SyncWork = (SyncJob, u64, Vec<ChainHead>);
 type SyncDone = (u64, Vec<ChainHead>, Result<(), String>);
-
-/// The answer to a flush or seal request: the failure if the store failed, success once the
-/// request's generation is synced, nothing yet otherwise.
-fn outcome(failed: &Option<String>, covered: bool) -> Option<Result<(), String>> {
-    match failed {
-        Some(message) => Some(Err(message.clone())),
-        None if covered => Some(Ok(())),
-        None => None,
-    }
-}
 
 impl<S: Store> Writer<S> {
     pub(super) fn new(
@@ -64,8 +115,7 @@ impl<S: Store> Writer<S> {
         heads: Vec<ChainHead>,
         spare: Sender<ChainBatch>,
         max_batch: usize,
-        commit_interval: Duration,
-        seal_interval: Duration,
+        timing: Timing,
     ) -> Self {
         Writer {
             store,
@@ -76,9 +126,11 @@ impl<S: Store> Writer<S> {
                 .collect(),
             spare,
             max_batch,
-            commit_interval,
-            seal_interval,
+            timing,
             held: (0, 0),
+            hold_limit: max_batch.saturating_mul(4).max(64),
+            sync_failure: None,
+            seal_failures: Vec::new(),
         }
     }
 
@@ -99,10 +151,9 @@ impl<S: Store> Writer<S> {
             })
             .expect("start the audit sync thread");
 
-        let mut written = 0u64; // generation of the last successful write
+        let mut written = 0u64; // generation of the last write
         let mut synced = 0u64; // generation covered by the last completed sync
         let mut in_flight = false;
-        let mut failed: Option<String> = None;
         let mut last_sync = Instant::now();
         let mut last_seal = Instant::now();
         let mut last_work = Instant::now();
@@ -110,15 +161,23 @@ impl<S: Store> Writer<S> {
         let mut flushes: Vec<(u64, Reply)> = Vec::new();
         let mut seal_requests: Vec<(u64, Reply)> = Vec::new();
         let mut shutdown: Option<Reply> = None;
+        let mut stop_deadline: Option<Instant> = None;
         let mut disconnected = false;
         loop {
-            let busy = in_flight || written > synced || failed.is_some() || !flushes.is_empty();
-            let first = if disconnected || shutdown.is_some() {
-                if in_flight {
+            let now = Instant::now();
+            let stopping = shutdown.is_some() || disconnected || self.shared.stopping.load(Ordering::Relaxed);
+            if stopping && stop_deadline.is_none() {
+                stop_deadline = Some(now + self.timing.shutdown_grace);
+            }
+            let failing = self.is_failing();
+            let jammed = self.held_records() >= self.hold_limit;
+            let busy = in_flight || written > synced || failing || !flushes.is_empty();
+            let first = if disconnected || shutdown.is_some() || jammed {
+                if in_flight || failing {
                     std::thread::sleep(POLL);
                 }
                 None
-            } else if busy || last_work.elapsed() < self.commit_interval {
+            } else if busy || last_work.elapsed() < self.timing.commit_interval {
                 match rx.try_recv() {
                     Ok(m) => Some(m),
                     Err(TryRecvError::Empty) => {
@@ -162,13 +221,8 @@ impl<S: Store> Writer<S> {
                 last_work = Instant::now();
             }
 
-            // Write what was chained; on failure keep it and retry, reporting unhealthy.
-            if failed.is_none() {
-                match self.write_buffers() {
-                    Ok(true) => written += 1,
-                    Ok(false) => {}
-                    Err(e) => failed = Some(self.fail(e)),
-                }
+            if self.write_buffers() {
+                written += 1;
             }
             // Requests wait for the generation that covers every event sent before them.
             flushes.extend(new_flushes.into_iter().map(|r| (written, r)));
@@ -182,22 +236,20 @@ impl<S: Store> Writer<S> {
                         for head in heads {
                             durable.insert(head.chain.clone(), head);
                         }
+                        if let Some(f) = self.sync_failure.take() {
+                            tracing::info!(target: "audit::store", "audit store syncs again (it failed: {})", f.error);
+                        }
                     }
-                    Err(message) => failed = Some(self.fail(StoreError::Config(message))),
+                    Err(message) => self.sync_failed(message),
                 }
-            }
-            if failed.is_some() && !in_flight && self.retry_ok() {
-                failed = None;
-                synced = written;
-                durable.extend(self.chains.values().map(|s| (s.head.chain.clone(), s.head.clone())));
             }
 
             let want_sync = !flushes.is_empty()
                 || !seal_requests.is_empty()
-                || shutdown.is_some()
-                || disconnected
-                || last_sync.elapsed() >= self.commit_interval;
-            if failed.is_none() && !in_flight && written > synced && want_sync {
+                || stopping
+                || last_sync.elapsed() >= self.timing.commit_interval;
+            let sync_due = self.sync_failure.as_ref().is_none_or(|f| f.due(Instant::now()));
+            if !in_flight && written > synced && want_sync && sync_due {
                 let heads: Vec<ChainHead> = self
                     .chains
                     .values()
@@ -209,46 +261,64 @@ impl<S: Store> Writer<S> {
                     Ok(Some(job)) => {
                         in_flight = true;
                         if sync_tx.send((job, written, heads)).is_err() {
-                            failed = Some(self.fail(StoreError::Config("the audit sync thread stopped".into())));
+                            in_flight = false;
+                            self.sync_failed("the audit sync thread stopped".into());
                         }
                     }
                     Ok(None) => {
                         synced = written;
                         durable.extend(heads.into_iter().map(|h| (h.chain.clone(), h)));
+                        self.sync_failure = None;
                     }
-                    Err(e) => failed = Some(self.fail(e)),
+                    Err(e) => self.sync_failed(e.to_string()),
                 }
             }
+            self.publish_health();
 
-            flushes.retain(|(needed, reply)| match outcome(&failed, *needed <= synced) {
+            let refusal = self.refusal();
+            flushes.retain(|(needed, reply)| match self.answer(&refusal, *needed <= synced) {
                 Some(result) => {
                     let _ = reply.send(result);
                     false
                 }
                 None => true,
             });
-            let seal_due = last_seal.elapsed() >= self.seal_interval;
+            let seal_due = last_seal.elapsed() >= self.timing.seal_interval;
             let all_synced = written == synced && !in_flight;
             let seals_ready = seal_requests.iter().all(|(needed, _)| *needed <= synced);
-            let must_seal = (!seal_requests.is_empty() && seals_ready) || (shutdown.is_some() && all_synced);
-            if failed.is_none() && (seal_due || must_seal) {
-                if let Err(e) = self.seal(&durable) {
-                    failed = Some(self.fail(e));
-                }
+            let must_seal = (!seal_requests.is_empty() && seals_ready) || (stopping && all_synced);
+            if seal_due || must_seal {
+                self.seal(&durable);
                 last_seal = Instant::now();
             }
-            seal_requests.retain(|(needed, reply)| match outcome(&failed, *needed <= synced) {
+            let refusal = self.refusal().or_else(|| {
+                (!self.seal_failures.is_empty()).then(|| format!("sealing failed: {}", self.seal_failures.join("; ")))
+            });
+            seal_requests.retain(|(needed, reply)| match self.answer(&refusal, *needed <= synced) {
                 Some(result) => {
                     let _ = reply.send(result);
                     false
                 }
                 None => true,
             });
-            let finished = all_synced || failed.is_some();
-            if (shutdown.is_some() || disconnected) && finished && !in_flight {
-                if let Some(r) = shutdown.take() {
-                    let _ = r.send(outcome(&failed, true).expect("decided"));
+
+            if (shutdown.is_some() || disconnected) && !in_flight {
+                let done = all_synced && !self.is_failing() && self.held_records() == 0;
+                let give_up = stop_deadline.is_some_and(|d| Instant::now() >= d);
+                if done || give_up {
+                    if !done {
+                        self.abandon();
+                    }
+                    if let Some(r) = shutdown.take() {
+                        let result = self.answer(&self.refusal(), true).expect("decided");
+                        let _ = r.send(result);
+                    }
+                    break;
                 }
+            } else if stop_deadline.is_some_and(|d| Instant::now() >= d) && self.is_failing() {
+                // The guard is stopping, but its request is stuck behind events this failing
+                // store cannot take: give them up so that the queue disconnects.
+                self.abandon();
                 break;
             }
         }
@@ -257,21 +327,86 @@ impl<S: Store> Writer<S> {
         self.shared.running.store(false, Ordering::Relaxed);
     }
 
-    fn fail(&self, e: StoreError) -> String {
-        if self.shared.healthy.swap(false, Ordering::Relaxed) {
-            eprintln!("audit: the audit store failed, events are held and retried: {e}");
-            tracing::error!(target: "audit::store", error = %e, "audit store failed; retrying");
+    /// The answer to a flush or seal request: the failure if something fails, the loss if
+    /// events were lost since the last answer, success once its generation is synced,
+    /// nothing yet otherwise.
+    fn answer(&self, refusal: &Option<String>, covered: bool) -> Option<Result<(), Refusal>> {
+        match refusal {
+            Some(message) => Some(Err(Refusal::Store(message.clone()))),
+            None if covered => match self.shared.lost.swap(0, Ordering::Relaxed) {
+                0 => Some(Ok(())),
+                lost => Some(Err(Refusal::Lost(lost))),
+            },
+            None => None,
         }
-        e.to_string()
     }
 
-    fn retry_ok(&mut self) -> bool {
-        let ok = self.write_buffers().is_ok() && self.store.sync().is_ok();
-        if ok {
-            self.shared.healthy.store(true, Ordering::Relaxed);
-            tracing::info!(target: "audit::store", "audit store recovered");
+    fn is_failing(&self) -> bool {
+        self.sync_failure.is_some() || self.chains.values().any(|s| s.failure.is_some())
+    }
+
+    /// What fails now, in words, or `None`.
+    fn refusal(&self) -> Option<String> {
+        let mut parts: Vec<String> = self
+            .chains
+            .values()
+            .filter_map(|s| s.failure.as_ref().map(|f| (s, f)))
+            .map(|(s, f)| format!("chain `{}` ({} records held): {}", s.head.chain, s.batch.len(), f.error))
+            .collect();
+        parts.sort();
+        if let Some(f) = &self.sync_failure {
+            parts.insert(0, format!("sync: {}", f.error));
         }
-        ok
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    fn publish_health(&self) {
+        let failure = self.refusal();
+        let was_healthy = self.shared.healthy.load(Ordering::Relaxed);
+        match (&failure, was_healthy) {
+            (Some(message), true) => {
+                eprintln!("audit: the audit store is failing, its records are held and retried: {message}");
+                tracing::error!(target: "audit::store", error = %message, "audit store failing; retrying");
+            }
+            (None, false) => tracing::info!(target: "audit::store", "audit store recovered"),
+            _ => {}
+        }
+        self.shared.set_failure(failure);
+    }
+
+    fn sync_failed(&mut self, message: String) {
+        self.sync_failure = Some(Failure::again(self.sync_failure.take(), message));
+    }
+
+    fn held_records(&self) -> usize {
+        self.chains
+            .values()
+            .filter(|s| s.failure.is_some())
+            .map(|s| s.batch.len())
+            .sum()
+    }
+
+    /// Gives up the records of failing chains (shutdown past its grace): they are lost, and
+    /// said so loudly.
+    fn abandon(&mut self) {
+        let mut lost = 0u64;
+        for state in self.chains.values_mut().filter(|s| !s.batch.is_empty()) {
+            lost += state.batch.len() as u64;
+            eprintln!(
+                "AUDIT EVENTS LOST: {} records of chain `{}` could not be stored before shutdown: {}",
+                state.batch.len(),
+                state.head.chain,
+                state
+                    .failure
+                    .as_ref()
+                    .map_or("the store did not recover", |f| f.error.as_str())
+            );
+            state.batch.clear();
+        }
+        if lost > 0 {
+            tracing::error!(target: "audit::store", lost, "audit records lost at shutdown: the store kept failing");
+            self.shared.lost.fetch_add(lost, Ordering::Relaxed);
+        }
     }
 
     /// Takes a chunk of serialized records into its chain's batch.
@@ -295,43 +430,122 @@ impl<S: Store> Writer<S> {
         let _ = self.spare.try_send(batch);
     }
 
-    fn write_buffers(&mut self) -> Result<bool, StoreError> {
+    /// Appends every chain's batch that is due; returns whether anything was written. A
+    /// failing chain keeps its records for a later retry and never stops the others.
+    fn write_buffers(&mut self) -> bool {
         self.held = (0, 0);
+        let now = Instant::now();
         let mut wrote = false;
-        for state in self.chains.values_mut().filter(|s| !s.batch.is_empty()) {
+        let mut set_aside = Vec::new();
+        for state in self.chains.values_mut() {
+            if state.batch.is_empty() || state.failure.as_ref().is_some_and(|f| !f.due(now)) {
+                continue;
+            }
             // The head moves only once the store has the batch: a failed append is retried
             // from the same head.
             let mut head = state.head.clone();
-            self.store.append(&mut state.batch, &mut head)?;
-            state.head = head;
-            state.batch.clear();
-            wrote = true;
-        }
-        Ok(wrote)
-    }
-
-    /// Seals the durable head of every chain that moved since its last seal.
-    fn seal(&mut self, durable: &HashMap<String, ChainHead>) -> Result<(), StoreError> {
-        let now = Timestamp::now();
-        let seals: Vec<Seal> = durable
-            .values()
-            .filter(|d| self.chains.get(&d.chain).is_some_and(|s| d.seq > s.sealed_seq))
-            .map(|d| Seal {
-                chain: d.chain.clone(),
-                seq: d.seq,
-                hash: d.hash,
-                sealed_at: now,
-            })
-            .collect();
-        if seals.is_empty() {
-            return Ok(());
-        }
-        self.store.seal(&seals)?;
-        for seal in seals {
-            if let Some(state) = self.chains.get_mut(&seal.chain) {
-                state.sealed_seq = seal.seq;
+            match self.store.append(&mut state.batch, &mut head) {
+                Ok(()) => {
+                    state.head = head;
+                    state.batch.clear();
+                    state.failure = None;
+                    wrote = true;
+                }
+                Err(StoreError::Rejected { .. }) => {
+                    wrote |= Self::append_one_by_one(&mut self.store, state, &mut set_aside);
+                }
+                Err(e) => state.failure = Some(Failure::again(state.failure.take(), e.to_string())),
             }
         }
-        Ok(())
+        if !set_aside.is_empty() {
+            self.keep_aside(set_aside);
+        }
+        wrote
+    }
+
+    /// After the store refused a batch: appends its records one at a time, chaining each onto
+    /// the last one stored, and puts the refused ones in `set_aside`. Stops at a failure that
+    /// is not a refusal, keeping the rest for a retry.
+    fn append_one_by_one(store: &mut S, state: &mut ChainState, set_aside: &mut Vec<crate::store::SetAside>) -> bool {
+        let mut wrote = false;
+        let mut singles = state.batch.split_records().into_iter();
+        while let Some(mut single) = singles.next() {
+            let mut head = state.head.clone();
+            match store.append(&mut single, &mut head) {
+                Ok(()) => {
+                    state.head = head;
+                    wrote = true;
+                }
+                Err(StoreError::Rejected { reason, .. }) => {
+                    set_aside.extend(single.set_aside(&reason, Timestamp::now()));
+                }
+                Err(e) => {
+                    state.batch.append(&mut single);
+                    for mut rest in singles.by_ref() {
+                        state.batch.append(&mut rest);
+                    }
+                    state.failure = Some(Failure::again(state.failure.take(), e.to_string()));
+                    return wrote;
+                }
+            }
+        }
+        state.failure = None;
+        wrote
+    }
+
+    /// Keeps refused records with the store, or, where it has no place for them, in full on
+    /// stderr and in `tracing`: never silently dropped.
+    fn keep_aside(&mut self, records: Vec<crate::store::SetAside>) {
+        let count = records.len() as u64;
+        self.shared.set_aside.fetch_add(count, Ordering::Relaxed);
+        for r in &records {
+            eprintln!(
+                "audit: the store refused a record of chain `{}`, set aside: {}",
+                r.chain, r.reason
+            );
+        }
+        if let Err(e) = self.store.set_aside(&records) {
+            for r in &records {
+                let line = String::from_utf8_lossy(&r.to_line()).into_owned();
+                eprintln!("AUDIT RECORD SET ASIDE (the store could not keep it: {e}): {line}");
+                tracing::error!(target: "audit::set_aside", record = %line, error = %e, "audit record refused by the store");
+            }
+            self.shared.lost.fetch_add(count, Ordering::Relaxed);
+        }
+    }
+
+    /// Seals the durable head of every chain that moved since its last seal, each on its own:
+    /// a chain whose seal fails never keeps the others from being sealed.
+    fn seal(&mut self, durable: &HashMap<String, ChainHead>) {
+        let now = Timestamp::now();
+        self.seal_failures.clear();
+        let mut chains: Vec<&ChainHead> = durable
+            .values()
+            .filter(|d| self.chains.get(&d.chain).is_some_and(|s| d.seq > s.sealed_seq))
+            .collect();
+        chains.sort_by(|a, b| a.chain.cmp(&b.chain));
+        for head in chains {
+            let seal = Seal {
+                chain: head.chain.clone(),
+                seq: head.seq,
+                hash: head.hash,
+                sealed_at: now,
+            };
+            match self.store.seal(std::slice::from_ref(&seal)) {
+                Ok(()) => {
+                    if let Some(state) = self.chains.get_mut(&seal.chain) {
+                        state.sealed_seq = seal.seq;
+                    }
+                }
+                Err(e) => {
+                    eprintln!(
+                        "audit: sealing chain `{}` failed (retried at the next seal): {e}",
+                        seal.chain
+                    );
+                    tracing::error!(target: "audit::store", chain = %seal.chain, error = %e, "sealing failed");
+                    self.seal_failures.push(format!("chain `{}`: {e}", seal.chain));
+                }
+            }
+        }
     }
 }

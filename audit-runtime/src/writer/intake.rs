@@ -99,15 +99,29 @@ impl Intake {
         }
         // Nothing sent from now on is delivered: emitters must know (see `FailureMode`).
         self.shared.running.store(false, Ordering::Relaxed);
+        // Events still queued were accepted but will never be written: count them, loudly.
+        let stranded = rx.try_iter().filter(|m| matches!(m, Msg::Event(_))).count() as u64;
+        if stranded > 0 {
+            eprintln!("AUDIT EVENTS LOST: {stranded} events were still queued when the audit writer stopped");
+            self.shared.lost.fetch_add(stranded, Ordering::Relaxed);
+        }
     }
 
-    /// Sends every non-empty batch on to the writer thread. Fails only if it stopped.
+    /// Sends every non-empty batch on to the writer thread. Fails only if it stopped; the
+    /// events it could not take then count as lost.
     fn hand_over(&mut self, out: &Sender<Work>) -> Result<(), ()> {
         self.buffered = 0;
         self.events = 0;
-        for (_, batch) in self.batches.drain() {
-            if !batch.is_empty() {
-                out.send(Work::Batch(batch)).map_err(drop)?;
+        let mut batches = self.batches.drain().map(|(_, b)| b).filter(|b| !b.is_empty());
+        while let Some(batch) = batches.next() {
+            if let Err(e) = out.send(Work::Batch(batch)) {
+                let stranded = match e.0 {
+                    Work::Batch(b) => b.len(),
+                    Work::Request(_) => 0,
+                } + batches.map(|b| b.len()).sum::<usize>();
+                eprintln!("AUDIT EVENTS LOST: {stranded} serialized events could not reach the stopped audit writer");
+                self.shared.lost.fetch_add(stranded as u64, Ordering::Relaxed);
+                return Err(());
             }
         }
         Ok(())

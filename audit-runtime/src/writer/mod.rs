@@ -14,12 +14,12 @@
 mod commit;
 mod intake;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, TrySendError, bounded};
+use crossbeam_channel::{RecvTimeoutError, SendTimeoutError, Sender, TrySendError, bounded};
 
 use crate::error::{AuditError, StoreError};
 use crate::event::AuditEvent;
@@ -38,12 +38,27 @@ pub enum OnFull {
     Timeout(Duration),
 }
 
-/// An event the writer could not take, handed back to the emitter.
-pub(crate) struct Undelivered(Box<Pending>);
+/// What the writer does while its store fails (a full disk, a lost database), like auditd's
+/// `disk_full_action`. Either way the failed records are kept and retried with backoff, and
+/// [`WriterGuard::flush`] reports the failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StoreFailure {
+    /// Keep taking events while the store is retried: the bounded queue fills and emitters
+    /// wait (or time out) per [`OnFull`]. Nothing is lost unless a timeout expires. The
+    /// default.
+    #[default]
+    Retry,
+    /// Take no new events while the store fails: each one counts as undelivered and the
+    /// [`FailureMode`](crate::FailureMode) decides (warn and count, or refuse the action).
+    Reject,
+}
+
+/// An event the writer could not take, handed back to the emitter with the reason.
+pub(crate) struct Undelivered(Box<Pending>, String);
 
 impl Undelivered {
-    pub fn into_event(self) -> AuditEvent {
-        self.0.event
+    pub fn into_parts(self) -> (AuditEvent, String) {
+        (self.0.event, self.1)
     }
 }
 
@@ -53,8 +68,17 @@ pub(crate) struct Pending {
     span: Option<SpanCapture>,
 }
 
+/// Why a request could not be answered with success.
+#[derive(Debug)]
+enum Refusal {
+    /// The store fails (message).
+    Store(String),
+    /// Events were lost since the previous flush.
+    Lost(u64),
+}
+
 /// Where a request's answer goes.
-type Reply = Sender<Result<(), String>>;
+type Reply = Sender<Result<(), Refusal>>;
 
 /// What emitters and the guard send to the serializing thread.
 enum Msg {
@@ -85,56 +109,145 @@ const WRITE_CHUNK: usize = 128 << 10;
 /// interval without events they park.
 const POLL: Duration = Duration::from_micros(100);
 
+/// How often a caller waiting on the writer looks at whether the store has started failing.
+const WATCH: Duration = Duration::from_millis(20);
+
+/// Writers running in this process: an event that no layer took on a thread while one runs
+/// was emitted under a subscriber that lacks the layer.
+static RUNNING_WRITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many audit writers run in this process.
+pub(crate) fn running_writers() -> usize {
+    RUNNING_WRITERS.load(Ordering::Relaxed)
+}
+
 /// State shared by the layer(s), the guard and the writer thread.
 pub(crate) struct Shared {
     tx: Sender<Msg>,
+    /// The store accepts writes (no chain and no sync is failing).
     healthy: AtomicBool,
     running: AtomicBool,
+    /// The guard is stopping the writer.
+    stopping: AtomicBool,
     on_full: OnFull,
+    on_store_failure: StoreFailure,
+    /// Events this writer lost since the last flush answered.
+    lost: AtomicU64,
+    /// Records the store refused and the writer set aside, in all.
+    set_aside: AtomicU64,
+    /// What is failing now, for callers that must not wait behind it.
+    failure: Mutex<Option<String>>,
 }
 
 impl Shared {
+    /// Running, and its store accepting writes.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed) && self.running.load(Ordering::Relaxed)
     }
 
-    /// Hands an event to the writer; gives it back if the writer cannot take it.
+    /// Whether an event sent now would be taken.
+    pub fn accepting(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+            && (self.on_store_failure == StoreFailure::Retry || self.healthy.load(Ordering::Relaxed))
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(super) fn set_failure(&self, failure: Option<String>) {
+        self.healthy.store(failure.is_none(), Ordering::Relaxed);
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = failure;
+    }
+
+    /// Hands an event to the writer; gives it back, with the reason, if the writer cannot
+    /// take it (and counts it as lost for the next flush).
     pub fn send(
         &self,
         event: AuditEvent,
         scope: Option<AuditScope>,
         span: Option<SpanCapture>,
     ) -> Result<(), Undelivered> {
-        let msg = Msg::Event(Box::new(Pending { event, scope, span }));
+        let pending = Box::new(Pending { event, scope, span });
+        if !self.accepting() {
+            let reason = match self.failure() {
+                Some(failure) if self.running.load(Ordering::Relaxed) => {
+                    format!("the audit store is failing ({failure}) and the writer takes no events meanwhile")
+                }
+                _ => "the audit writer has stopped".to_owned(),
+            };
+            return Err(self.lose(pending, reason));
+        }
+        let msg = Msg::Event(pending);
         let back = match self.tx.try_send(msg) {
             Ok(()) => return Ok(()),
-            Err(TrySendError::Disconnected(m)) => m,
+            Err(TrySendError::Disconnected(m)) => (m, "the audit writer has stopped".to_owned()),
             Err(TrySendError::Full(m)) => match self.on_full {
                 OnFull::Block => match self.tx.send(m) {
                     Ok(()) => return Ok(()),
-                    Err(e) => e.0,
+                    Err(e) => (e.0, "the audit writer has stopped".to_owned()),
                 },
                 OnFull::Timeout(d) => match self.tx.send_timeout(m, d) {
                     Ok(()) => return Ok(()),
-                    Err(e) => e.into_inner(),
+                    Err(e) => {
+                        let reason = format!("the audit queue stayed full for {d:?}");
+                        (e.into_inner(), reason)
+                    }
                 },
             },
         };
         match back {
-            Msg::Event(p) => Err(Undelivered(p)),
-            Msg::Request(_) => unreachable!("only events are sent here"),
+            (Msg::Event(p), reason) => Err(self.lose(p, reason)),
+            (Msg::Request(_), _) => unreachable!("only events are sent here"),
         }
     }
 
-    fn request(&self, make: impl FnOnce(Reply) -> Request) -> Result<(), AuditError> {
+    fn lose(&self, pending: Box<Pending>, reason: String) -> Undelivered {
+        self.lost.fetch_add(1, Ordering::Relaxed);
+        Undelivered(pending, reason)
+    }
+
+    /// Sends a flush or seal request and waits for its answer, or until `deadline`. A store
+    /// that fails meanwhile answers at once: the queue may be jammed behind it.
+    fn request(&self, make: impl FnOnce(Reply) -> Request, deadline: Option<Instant>) -> Result<(), AuditError> {
+        let failing = || self.failure().map(|f| AuditError::Writer(StoreError::Config(f)));
+        if let Some(e) = failing() {
+            return Err(e);
+        }
+        let timed_out = |since: Instant| deadline.map(|d| AuditError::Timeout(d.saturating_duration_since(since)));
+        let started = Instant::now();
         let (tx, rx) = bounded(1);
-        self.tx
-            .send(Msg::Request(make(tx)))
-            .map_err(|_| AuditError::WriterGone)?;
-        match rx.recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(AuditError::Writer(StoreError::Config(message))),
-            Err(_) => Err(AuditError::WriterGone),
+        let mut msg = Msg::Request(make(tx));
+        loop {
+            match self.tx.send_timeout(msg, WATCH) {
+                Ok(()) => break,
+                Err(SendTimeoutError::Disconnected(_)) => return Err(AuditError::WriterGone),
+                Err(SendTimeoutError::Timeout(m)) => {
+                    if let Some(e) = failing() {
+                        return Err(e);
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(timed_out(started).expect("deadline"));
+                    }
+                    msg = m;
+                }
+            }
+        }
+        loop {
+            match rx.recv_timeout(WATCH) {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(Refusal::Store(message))) => return Err(AuditError::Writer(StoreError::Config(message))),
+                Ok(Err(Refusal::Lost(count))) => return Err(AuditError::Lost { count }),
+                Err(RecvTimeoutError::Disconnected) => return Err(AuditError::WriterGone),
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(e) = failing() {
+                        return Err(e);
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(timed_out(started).expect("deadline"));
+                    }
+                }
+            }
         }
     }
 }
@@ -148,6 +261,8 @@ pub struct AuditLayerBuilder<S> {
     commit_interval: Duration,
     seal_interval: Duration,
     on_full: OnFull,
+    on_store_failure: StoreFailure,
+    shutdown_grace: Duration,
     limits: Limits,
 }
 
@@ -162,6 +277,8 @@ impl AuditLayer {
             commit_interval: Duration::from_millis(10),
             seal_interval: Duration::from_secs(60),
             on_full: OnFull::Block,
+            on_store_failure: StoreFailure::Retry,
+            shutdown_grace: Duration::from_secs(10),
             limits: Limits::default(),
         }
     }
@@ -202,7 +319,20 @@ impl<S: Store> AuditLayerBuilder<S> {
         self
     }
 
-    /// Field size limits.
+    /// What happens while the store fails (default [`StoreFailure::Retry`]).
+    pub fn on_store_failure(mut self, on_store_failure: StoreFailure) -> Self {
+        self.on_store_failure = on_store_failure;
+        self
+    }
+
+    /// How long a failing store is still retried when the writer is shut down (default 10 s)
+    /// before the records it holds are given up and reported lost.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Size limits of each event's members (see [`Limits`]).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -210,6 +340,13 @@ impl<S: Store> AuditLayerBuilder<S> {
 
     /// Opens the store's chains (repairing a torn last line) and starts the writer's threads.
     pub fn build(mut self) -> Result<(AuditLayer, WriterGuard), StoreError> {
+        let longest = self.limits.max_record_bytes();
+        if longest > audit_chain::read::MAX_LINE_BYTES {
+            return Err(StoreError::Config(format!(
+                "these limits allow records of {longest} bytes, more than the {} bytes readers take: lower them",
+                audit_chain::read::MAX_LINE_BYTES
+            )));
+        }
         let heads = self.store.heads()?;
         let (tx, rx) = bounded(self.capacity);
         // One chunk waits between the two threads: enough to keep both busy, and bounded, so a
@@ -220,7 +357,12 @@ impl<S: Store> AuditLayerBuilder<S> {
             tx,
             healthy: AtomicBool::new(true),
             running: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
             on_full: self.on_full,
+            on_store_failure: self.on_store_failure,
+            lost: AtomicU64::new(0),
+            set_aside: AtomicU64::new(0),
+            failure: Mutex::new(None),
         });
         let mut writer = commit::Writer::new(
             self.store,
@@ -228,8 +370,11 @@ impl<S: Store> AuditLayerBuilder<S> {
             heads,
             spare_tx,
             self.max_batch,
-            self.commit_interval,
-            self.seal_interval,
+            commit::Timing {
+                commit_interval: self.commit_interval,
+                seal_interval: self.seal_interval,
+                shutdown_grace: self.shutdown_grace,
+            },
         );
         let mut intake = intake::Intake::new(
             Arc::clone(&shared),
@@ -239,10 +384,17 @@ impl<S: Store> AuditLayerBuilder<S> {
             self.commit_interval,
         );
         let spawn_error = |e: std::io::Error| StoreError::Config(format!("cannot start the audit writer threads: {e}"));
+        RUNNING_WRITERS.fetch_add(1, Ordering::Relaxed);
         let writer_thread = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer.run(work_rx))
-            .map_err(spawn_error)?;
+            .spawn(move || {
+                writer.run(work_rx);
+                RUNNING_WRITERS.fetch_sub(1, Ordering::Relaxed);
+            })
+            .map_err(|e| {
+                RUNNING_WRITERS.fetch_sub(1, Ordering::Relaxed);
+                spawn_error(e)
+            })?;
         // Should this fail, dropping `work_tx` disconnects the writer thread, which then stops.
         let intake_thread = std::thread::Builder::new()
             .name("audit-serialize".into())
@@ -273,22 +425,48 @@ impl std::fmt::Debug for WriterGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WriterGuard")
             .field("healthy", &self.shared.is_healthy())
+            .field("failure", &self.shared.failure())
             .finish()
     }
 }
 
 impl WriterGuard {
-    /// Returns once every event handed to the writer before this call is durable on disk.
+    /// Returns once every event handed to the writer before this call is durable.
+    ///
+    /// An error says what is not: the store is failing (its records are held and retried),
+    /// or [`AuditError::Lost`] counts the events lost since the previous flush (refused while
+    /// the store failed under [`StoreFailure::Reject`], or timed out under
+    /// [`OnFull::Timeout`]). It never returns `Ok` while an event handed over before it is
+    /// not durable. It waits as long as the writer needs: see
+    /// [`flush_timeout`](Self::flush_timeout) for a bound.
     pub fn flush(&self) -> Result<(), AuditError> {
-        self.shared.request(Request::Flush)
+        self.shared.request(Request::Flush, None)
+    }
+
+    /// [`flush`](Self::flush), giving up with [`AuditError::Timeout`] after `timeout`.
+    pub fn flush_timeout(&self, timeout: Duration) -> Result<(), AuditError> {
+        self.shared.request(Request::Flush, Some(Instant::now() + timeout))
     }
 
     /// Flushes, then seals the head of every chain that moved since its last seal.
     pub fn seal(&self) -> Result<(), AuditError> {
-        self.shared.request(Request::Seal)
+        self.shared.request(Request::Seal, None)
     }
 
-    /// Drains the queue, syncs, seals and stops the writer, reporting any failure.
+    /// What is failing now (a chain's appends, the store's sync), if anything.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure()
+    }
+
+    /// Records the store refused and the writer set aside so far (see
+    /// [`Store::set_aside`](crate::Store::set_aside)).
+    pub fn set_aside_count(&self) -> u64 {
+        self.shared.set_aside.load(Ordering::Relaxed)
+    }
+
+    /// Drains the queue, syncs, seals and stops the writer, reporting any failure. A store
+    /// that still fails after the [shutdown grace](AuditLayerBuilder::shutdown_grace) costs
+    /// the records held for it, and the error counts them.
     pub fn shutdown(mut self) -> Result<(), AuditError> {
         self.stop()
     }
@@ -297,11 +475,29 @@ impl WriterGuard {
         if self.threads.is_empty() {
             return Ok(());
         }
-        let result = self.shared.request(Request::Shutdown);
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        let (tx, rx) = bounded(1);
+        let mut msg = Msg::Request(Request::Shutdown(tx));
+        // The writer gives up on a failing store after its grace even if this request is
+        // stuck behind events; it then disconnects the queue.
+        loop {
+            match self.shared.tx.send_timeout(msg, WATCH) {
+                Ok(()) | Err(SendTimeoutError::Disconnected(_)) => break,
+                Err(SendTimeoutError::Timeout(m)) => msg = m,
+            }
+        }
+        let answer = rx.recv();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-        result
+        let lost = self.shared.lost.swap(0, Ordering::Relaxed);
+        match answer {
+            Ok(Err(Refusal::Store(message))) => Err(AuditError::Writer(StoreError::Config(message))),
+            Ok(Err(Refusal::Lost(count))) => Err(AuditError::Lost { count: count + lost }),
+            _ if lost > 0 => Err(AuditError::Lost { count: lost }),
+            Ok(Ok(())) => Ok(()),
+            Err(_) => Err(AuditError::WriterGone),
+        }
     }
 }
 

@@ -1,10 +1,11 @@
 //! The embedded default store: append-only JSONL segments per chain, seals kept apart.
 //!
 //! ```text
-//! DIR/.lock                                  held by the one writing process
+//! DIR                                        locked (flock) by the one writing process
 //! DIR/chains/<chain>/<first seq, 20 digits>.jsonl   segments; all but the newest read-only
 //! DIR/seals/<chain>.jsonl                    checkpoints (chain, seq, hash, time)
 //! DIR/torn/<chain>-<seq>-<micros>.torn       torn last lines found after a crash, kept aside
+//! DIR/set-aside/records.jsonl                records a store refused, kept (see Store::set_aside)
 //! ```
 //! Chain keys that are not plain file names (`[A-Za-z0-9_-]`, `.` after the first byte) are
 //! percent-encoded.
@@ -20,9 +21,10 @@ mod sink;
 mod source;
 
 pub use layout::{
-    StoreFiles, chain_names, decode_chain, encode_chain, is_store_dir, read_seal_files, segments, store_files,
+    ChainDirs, StoreFiles, chain_dirs, chain_names, decode_chain, encode_chain, is_store_dir, read_seal_files,
+    segments, store_files,
 };
-pub(crate) use layout::{add_store_inputs, write_seal_lines};
+pub(crate) use layout::{add_store_inputs, write_seal_lines, write_set_aside};
 pub use retention::FileRetention;
 pub use sink::FileSink;
 pub use source::FileSource;
@@ -33,11 +35,11 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use layout::sync_dir;
+use layout::{create_chain_dir, sync_dir};
 
 use crate::error::StoreError;
 use crate::record::LineView;
-use crate::store::{ChainBatch, ChainHead, Seal, Store, SyncJob};
+use crate::store::{ChainBatch, ChainHead, Seal, SetAside, Store, SyncJob};
 use crate::{StoredSeal, Timestamp};
 
 /// Settings of a [`FileStore`].
@@ -77,6 +79,8 @@ pub struct FileStore {
     seals_dir: PathBuf,
     opts: FileStoreOptions,
     active: HashMap<String, Active>,
+    /// Chains found damaged when the store was opened, with why.
+    broken: HashMap<String, String>,
     _lock: File,
 }
 
@@ -101,23 +105,21 @@ impl FileStore {
         for d in [dir.join("chains"), seals_dir.clone()] {
             fs::create_dir_all(&d).map_err(StoreError::io(&d))?;
         }
-        let lock_path = dir.join(".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(StoreError::io(&lock_path))?;
+        // The lock is held on the store directory itself (flock on an open descriptor), not
+        // on a file in it: deleting a file cannot let a second writer in, and the lock goes
+        // with the process, even on SIGKILL.
+        let lock = File::open(&dir).map_err(StoreError::io(&dir))?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path: lock_path }),
-            Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path)(e)),
+            Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path: dir }),
+            Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&dir)(e)),
         }
         Ok(FileStore {
             dir,
             seals_dir,
             opts,
             active: HashMap::new(),
+            broken: HashMap::new(),
             _lock: lock,
         })
     }
@@ -125,6 +127,11 @@ impl FileStore {
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Why `chain` cannot be continued, if it was found damaged when the store was opened.
+    pub(super) fn broken(&self, chain: &str) -> Option<&str> {
+        self.broken.get(chain).map(String::as_str)
     }
 
     fn open_chain(&mut self, chain: &str) -> Result<Option<ChainHead>, StoreError> {
@@ -140,18 +147,18 @@ impl FileStore {
         }
         let mut head = None;
         for segment in segments.iter().rev() {
-            if let Some((line_no, line)) = last_line(segment)? {
-                let view = LineView::parse(&line).map_err(|m| StoreError::Corrupt {
+            if let Some((at, line)) = last_line(segment)? {
+                let corrupt = |message: String| StoreError::Corrupt {
                     path: segment.clone(),
-                    line: line_no,
-                    message: m.0,
-                })?;
+                    line: line_number(segment, at),
+                    message,
+                };
+                let view = LineView::parse(&line).map_err(|m| corrupt(m.0))?;
                 if view.chain != chain {
-                    return Err(StoreError::Corrupt {
-                        path: segment.clone(),
-                        line: line_no,
-                        message: format!("record of chain `{}` in the directory of chain `{chain}`", view.chain),
-                    });
+                    return Err(corrupt(format!(
+                        "record of chain `{}` in the directory of chain `{chain}`",
+                        view.chain
+                    )));
                 }
                 let timestamp = Timestamp::parse(view.timestamp).map_err(StoreError::Config)?;
                 head = Some(ChainHead {
@@ -225,9 +232,7 @@ impl FileStore {
     }
 
     fn start_segment(&mut self, chain: &str, first_seq: u64, last: Option<ChainHead>) -> Result<(), StoreError> {
-        let chain_dir = self.dir.join("chains").join(encode_chain(chain));
-        let fresh = !chain_dir.exists();
-        fs::create_dir_all(&chain_dir).map_err(StoreError::io(&chain_dir))?;
+        let chain_dir = create_chain_dir(&self.dir.join("chains"), chain)?;
         let path = chain_dir.join(format!("{first_seq:020}.jsonl"));
         let file = OpenOptions::new()
             .create(true)
@@ -236,9 +241,6 @@ impl FileStore {
             .map_err(StoreError::io(&path))?;
         let len = file.metadata().map_err(StoreError::io(&path))?.len();
         sync_dir(&chain_dir)?;
-        if fresh {
-            sync_dir(&self.dir.join("chains"))?;
-        }
         self.active.insert(
             chain.to_owned(),
             Active {
@@ -275,17 +277,37 @@ impl FileStore {
 
 impl Store for FileStore {
     fn heads(&mut self) -> Result<Vec<ChainHead>, StoreError> {
-        let chains_dir = self.dir.join("chains");
+        let dirs = chain_dirs(&self.dir.join("chains"))?;
+        for (dir, why) in &dirs.unreadable {
+            // Not a chain this writer can continue: any event of its chain goes to the
+            // directory its key names, so the rest of the store is safe to write.
+            eprintln!("audit: {}: skipped, not a chain directory: {why}", dir.display());
+            tracing::warn!(target: "audit::store", dir = %dir.display(), why, "skipped a directory that is not a chain");
+        }
         let mut heads = Vec::new();
-        for chain in chain_names(&chains_dir)? {
-            if let Some(head) = self.open_chain(&chain)? {
-                heads.push(head);
+        for (chain, _) in dirs.chains {
+            match self.open_chain(&chain) {
+                Ok(Some(head)) => heads.push(head),
+                Ok(None) => {}
+                // One damaged chain cannot be continued safely, but it never keeps the others
+                // from being written: its records are refused (and held by the writer).
+                Err(e) => {
+                    eprintln!("audit: chain `{chain}` cannot be continued: {e}");
+                    tracing::error!(target: "audit::store", chain = %chain, error = %e, "chain cannot be continued");
+                    self.broken.insert(chain, e.to_string());
+                }
             }
         }
         Ok(heads)
     }
 
     fn append(&mut self, batch: &mut ChainBatch, head: &mut ChainHead) -> Result<(), StoreError> {
+        if let Some(why) = self.broken.get(batch.chain()) {
+            return Err(StoreError::Config(format!(
+                "chain `{}` cannot be continued until it is repaired: {why}",
+                batch.chain()
+            )));
+        }
         // The store's lock makes this process the only writer: the caller's head is the truth.
         let chain = batch.chain().to_owned();
         let first_seq = head.seq + 1;
@@ -339,6 +361,10 @@ impl Store for FileStore {
         let seals: Vec<StoredSeal> = seals.iter().cloned().map(StoredSeal::from).collect();
         write_seal_lines(&self.seals_dir, &seals)
     }
+
+    fn set_aside(&mut self, records: &[SetAside]) -> Result<(), StoreError> {
+        write_set_aside(&self.dir, records)
+    }
 }
 
 /// Length of the part of a file that ends in a newline (0 if it has none).
@@ -358,14 +384,64 @@ fn complete_prefix_len(file: &mut File, len: u64) -> std::io::Result<u64> {
     Ok(0)
 }
 
-/// The last complete line of a file (without newline) and its 1-based number.
+/// The last complete line of a file (without newline) and the offset where it starts, read
+/// from the end: opening a store costs the same whatever the size of its segments.
 fn last_line(path: &Path) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-    let data = fs::read(path).map_err(StoreError::io(path))?;
-    let body = data.strip_suffix(b"\n").unwrap_or(&data);
-    if body.is_empty() {
+    let mut file = File::open(path).map_err(StoreError::io(path))?;
+    let len = file.metadata().map_err(StoreError::io(path))?.len();
+    let io = StoreError::io(path);
+    let end = complete_prefix_len(&mut file, len).map_err(StoreError::io(path))?;
+    if end == 0 {
         return Ok(None);
     }
-    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let line_no = body.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
-    Ok(Some((line_no, body[start..].to_vec())))
+    // The line ends at `end - 1` (its newline); find the newline before it.
+    let body_end = end - 1;
+    let mut start = 0;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut pos = body_end;
+    while pos > 0 {
+        let from = pos.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(pos - from) as usize];
+        let read = file.seek(SeekFrom::Start(from)).and_then(|_| file.read_exact(chunk));
+        if let Err(e) = read {
+            return Err(io(e));
+        }
+        if let Some(i) = memchr_last(chunk) {
+            start = from + i as u64 + 1;
+            break;
+        }
+        if body_end - from > audit_chain::read::MAX_LINE_BYTES as u64 {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                line: line_number(path, from),
+                message: "the last line is longer than any record may be".into(),
+            });
+        }
+        pos = from;
+    }
+    let mut line = vec![0u8; (body_end - start) as usize];
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| file.read_exact(&mut line))
+        .map_err(StoreError::io(path))?;
+    Ok(Some((start, line)))
+}
+
+fn memchr_last(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().rposition(|&b| b == b'\n')
+}
+
+/// The 1-based number of the line at byte `offset` of a file, for error messages only (it
+/// reads the file up to there).
+fn line_number(path: &Path, offset: u64) -> u64 {
+    let Ok(file) = File::open(path) else { return 0 };
+    let mut newlines = 0;
+    let mut reader = std::io::BufReader::new(file.take(offset));
+    let mut buf = [0u8; 64 << 10];
+    while let Ok(n) = reader.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        newlines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    newlines + 1
 }

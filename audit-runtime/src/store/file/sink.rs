@@ -5,7 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::layout::{encode_chain, read_seal_files, segments, write_seal_lines};
+use super::layout::{create_chain_dir, read_seal_files, segments, write_seal_lines};
 use super::{FileStore, FileStoreOptions};
 use crate::copy::RecordSink;
 use crate::error::StoreError;
@@ -55,8 +55,7 @@ impl FileSink {
     }
 
     fn start_segment(&mut self, chain: &str, first_seq: u64) -> Result<(), StoreError> {
-        let chain_dir = self.store.dir().join("chains").join(encode_chain(chain));
-        fs::create_dir_all(&chain_dir).map_err(StoreError::io(&chain_dir))?;
+        let chain_dir = create_chain_dir(&self.store.dir().join("chains"), chain)?;
         let previous = match self.open.remove(chain) {
             Some((path, file, _)) => {
                 file.sync_data().map_err(StoreError::io(&path))?;
@@ -105,6 +104,11 @@ impl RecordSink for FileSink {
     }
 
     fn stored_head(&mut self, chain: &str) -> Result<Option<ChainHead>, StoreError> {
+        if let Some(why) = self.store.broken(chain) {
+            return Err(StoreError::Config(format!(
+                "chain `{chain}` cannot be continued: {why}"
+            )));
+        }
         match self.heads.get(chain) {
             Some(h) => Ok(Some(h.clone())),
             None => self.purge_head(chain),
