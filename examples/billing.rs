@@ -45,7 +45,7 @@ struct Customer {
     id: i64,
     name: String,
     plan: String,
-    // Only ever written as "[redacted]".
+    // Only ever written as a keyed fingerprint: a change shows, the number never does.
     #[allow(dead_code)]
     #[audit(redact)]
     card_number: String,
@@ -90,8 +90,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let log_dir: PathBuf = std::env::args_os()
         .nth(1)
         .map_or_else(|| "audit-log".into(), PathBuf::from);
-    let (layer, guard) = AuditLayer::builder(FileStore::open(&log_dir)?).build()?;
-    let _default = tracing_subscriber::registry().with(layer).set_default();
+    let (layer, guard) = AuditLayer::builder(FileStore::open(&log_dir)?)
+        .vocabulary(audit::vocabulary!())
+        .build()?;
+    tracing_subscriber::registry().with(layer).init();
 
     let db_dir = tempfile::tempdir()?;
     let mut conn = SqliteConnection::establish(db_dir.path().join("billing.db").to_str().ok_or("path")?)?;
@@ -115,7 +117,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     scope.in_scope(|| -> Result<(), Error> {
         // Sign-up: a customer and two draft invoices, committed together.
         let (ada, draft) = db.transaction(|tx| {
-            let ada: Customer = tx.action("customer.create").insert(
+            let ada: Customer = tx.action(audit::action!("customer.create")).insert(
                 customers::table,
                 NewCustomer {
                     name: "Ada",
@@ -141,7 +143,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
 
         // Upgrade: one audited update, recorded as billing.update with the changed fields.
-        let upgrade: Change<Customer> = db.action("billing.update").update(
+        let upgrade: Change<Customer> = db.action(audit::action!("billing.update")).update(
             customers::table.find(ada.id),
             (customers::plan.eq("pro"), customers::updated_at.eq(now())),
         )?;
@@ -159,14 +161,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("card update rolled back: {}", rejected.is_err());
 
         // Bulk: send every draft invoice, one event per invoice.
-        let sent: Vec<Change<Invoice>> = db.action("invoice.send").update_all(
+        let sent: Vec<Change<Invoice>> = db.action(audit::action!("invoice.send")).update_all(
             invoices::table.filter(invoices::status.eq("draft")),
             invoices::status.eq("sent"),
         )?;
         println!("sent {} invoices", sent.len());
 
         // Delete: the smaller invoice is voided.
-        let voided: Invoice = db.action("invoice.delete").delete(invoices::table.find(draft[0].id))?;
+        let voided: Invoice = db
+            .action(audit::action!("invoice.delete"))
+            .delete(invoices::table.find(draft[0].id))?;
         println!("deleted invoice {} ({} cents)", voided.id, voided.amount_cents);
         Ok(())
     })?;

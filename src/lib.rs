@@ -14,6 +14,7 @@
 //! | `postgres` | `audit::postgres`: the PostgreSQL store, and `postgres://...` locations |
 //! | `diesel-sqlite` | `audit::diesel`: audited diesel inserts, updates and deletes on SQLite |
 //! | `diesel-postgres` | `audit::diesel`: the same on PostgreSQL |
+//! | `axum` | `audit::http`: the tower layer opening each request's scope, extractors; `#[audited]` handlers record 4xx/5xx as failures and answer 503 when refused |
 //! | `full` | all of the above |
 //!
 //! [`open_store`] and [`open_source`] open a store from a location string, the syntax of the
@@ -21,17 +22,20 @@
 //! setting of the application.
 //!
 //! ```
-//! use audit::{Actor, AuditEvent, AuditLayer, AuditScope, AuthMethod, Category, FileStore};
+//! use audit::{Actor, AuditEvent, AuditLayer, AuditScope, AuthMethod, FileStore};
 //! use tracing_subscriber::prelude::*;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let dir = tempfile::tempdir()?;
-//! // Once, in main: the audit layer next to the application's own logging.
-//! let (audit_layer, guard) = AuditLayer::builder(FileStore::open(dir.path())?).build()?;
-//! let _default = tracing_subscriber::registry()
+//! // Once, in main: the audit layer next to the application's own logging, as the global
+//! // default (a `set_default()` would cover only this thread, not a runtime's workers).
+//! let (audit_layer, guard) = AuditLayer::builder(FileStore::open(dir.path())?)
+//!     .vocabulary(audit::vocabulary!()) // actions given as strings are checked against it
+//!     .build()?;
+//! tracing_subscriber::registry()
 //!     .with(tracing_subscriber::fmt::layer().with_filter(tracing_subscriber::EnvFilter::new("warn")))
 //!     .with(audit_layer)
-//!     .set_default();
+//!     .init();
 //!
 //! // Per request (typically in middleware): who is acting, for which tenant, from where.
 //! let scope = AuditScope::new()
@@ -39,7 +43,8 @@
 //!     .tenant("acme")
 //!     .context("ip", "203.0.113.7");
 //! scope.in_scope(|| {
-//!     AuditEvent::new("user.login", Category::Authentication).emit()
+//!     // `audit::action!` is checked against audit.toml at compile time, with its category.
+//!     AuditEvent::of(audit::action!("user.login")).emit()
 //! })?;
 //!
 //! guard.flush()?; // durable on disk from here on
@@ -79,7 +84,7 @@
 
 pub use audit_runtime::*;
 
-pub use audit_macros::{AuditModel, audited};
+pub use audit_macros::{AuditModel, action, audited, vocabulary};
 
 pub mod location;
 pub use location::{StoreLocation, open_source, open_store};
@@ -101,6 +106,12 @@ pub use audit_postgres as postgres;
 #[cfg(any(feature = "diesel-sqlite", feature = "diesel-postgres"))]
 pub use audit_diesel as diesel;
 
+/// HTTP services (feature `axum`): the tower layer that opens each request's audit scope, the
+/// extractor that sets who is acting, the 503 of a refusal, scope-keeping tokio tasks.
+#[cfg(feature = "axum")]
+pub use audit_http as http;
+
+mod http_support;
 mod support;
 
 /// Support for the expansions of `#[audited]` and `#[derive(AuditModel)]`: the only paths they

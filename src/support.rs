@@ -8,8 +8,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub use audit_runtime::{
-    Actor, AuditError, AuditEvent, AuditModel, AuditScope, Category, FailureMode, REDACTED, Resource, ensure_sink,
+    Action, Actor, AuditError, AuditEvent, AuditModel, AuditScope, Category, ChangeSlot, CompiledVocabulary,
+    FailureMode, HeldEvent, ModelAction, REDACTED, Resource, SharedScope, VocabularyEntry, ensure_sink, fingerprint,
 };
+
+pub use crate::http_support::*;
 pub use serde::Serialize;
 pub use serde_json;
 
@@ -23,13 +26,20 @@ pub const CANCELLED: &str = "cancelled: the future was dropped before it complet
 ///
 /// The event is built when the call ends (one clock read, like a hand-written
 /// `AuditEvent::new(..).emit()` after the work), from `parts`: a closure holding the values
-/// the attribute named, captured before the body ran.
+/// the attribute named, captured before the body ran. The body runs in a scope that collects
+/// the change an audited operation inside it makes (audit-diesel's), which the event carries.
+/// The outermost audited call of an HTTP request whose fn returns a response is held for the
+/// HTTP layer, which settles its outcome with the response's status.
 pub struct Call<P: FnOnce(AuditEvent) -> AuditEvent> {
     action: &'static str,
     category: Category,
     mode: Option<FailureMode>,
     parts: Option<P>,
+    /// The scope current when the call started (async calls: to record a cancellation).
     scope: Option<AuditScope>,
+    changes: ChangeSlot,
+    outermost: bool,
+    failure_status: fn(u16) -> bool,
 }
 
 impl<P: FnOnce(AuditEvent) -> AuditEvent> std::fmt::Debug for Call<P> {
@@ -41,52 +51,123 @@ impl<P: FnOnce(AuditEvent) -> AuditEvent> std::fmt::Debug for Call<P> {
     }
 }
 
+/// The statuses that make an audited handler's call a failure unless its attribute says
+/// otherwise: 4xx and 5xx.
+pub fn default_failure_status(status: u16) -> bool {
+    status >= 400
+}
+
 impl<P: FnOnce(AuditEvent) -> AuditEvent> Call<P> {
     /// Starts the record of a synchronous call.
     #[inline]
-    pub fn new(action: &'static str, category: Category, mode: Option<FailureMode>, parts: P) -> Self {
-        Call {
-            action,
-            category,
-            mode,
-            parts: Some(parts),
-            scope: None,
-        }
+    pub fn new(
+        action: &'static str,
+        category: Category,
+        mode: Option<FailureMode>,
+        resource_kind: Option<&'static str>,
+        failure_status: fn(u16) -> bool,
+        parts: P,
+    ) -> Self {
+        Self::start(action, category, mode, resource_kind, failure_status, parts, None)
     }
 
     /// Starts the record of an async call; the ambient scope is kept so that a cancellation
     /// (the future dropped outside any scope) is still recorded with the right actor and tenant.
     #[inline]
-    pub fn new_async(action: &'static str, category: Category, mode: Option<FailureMode>, parts: P) -> Self {
+    pub fn new_async(
+        action: &'static str,
+        category: Category,
+        mode: Option<FailureMode>,
+        resource_kind: Option<&'static str>,
+        failure_status: fn(u16) -> bool,
+        parts: P,
+    ) -> Self {
+        let scope = AuditScope::current();
+        Self::start(action, category, mode, resource_kind, failure_status, parts, scope)
+    }
+
+    #[inline]
+    fn start(
+        action: &'static str,
+        category: Category,
+        mode: Option<FailureMode>,
+        resource_kind: Option<&'static str>,
+        failure_status: fn(u16) -> bool,
+        parts: P,
+        scope: Option<AuditScope>,
+    ) -> Self {
+        let outermost = match &scope {
+            Some(s) => !s.is_collecting(),
+            None => !AuditScope::current_is_collecting(),
+        };
         Call {
             action,
             category,
             mode,
             parts: Some(parts),
-            scope: AuditScope::current(),
+            scope,
+            changes: ChangeSlot::new(resource_kind.map(std::borrow::Cow::Borrowed)),
+            outermost,
+            failure_status,
         }
     }
 
-    /// Records a success; `late` adds the values taken from the returned value.
+    /// Runs the body of a synchronous call in the current scope, collecting the change an
+    /// audited operation makes.
     #[inline(always)]
-    pub fn success(mut self, late: impl FnOnce(AuditEvent) -> AuditEvent) {
-        self.record(late, None);
+    pub fn run<R>(&self, body: impl FnOnce() -> R) -> R {
+        let _collect = self.changes.enter();
+        body()
+    }
+
+    /// Records a success; `late` adds the values taken from the returned value; `http` is
+    /// what the returned value says of an HTTP response (see [`Probe`]).
+    #[inline(always)]
+    pub fn success(mut self, late: impl FnOnce(AuditEvent) -> AuditEvent, http: HttpShape) {
+        self.record(late, None, http);
     }
 
     /// Records a failure with `reason`.
     #[inline]
-    pub fn failure(mut self, reason: String) {
-        self.record(|event| event, Some(reason));
+    pub fn failure(mut self, reason: String, http: HttpShape) {
+        self.record(|event| event, Some(reason), http);
     }
 
     #[inline(always)]
-    fn record(&mut self, late: impl FnOnce(AuditEvent) -> AuditEvent, failure: Option<String>) {
+    fn record(&mut self, late: impl FnOnce(AuditEvent) -> AuditEvent, failure: Option<String>, http: HttpShape) {
         let Some(parts) = self.parts.take() else { return };
-        let event = late(parts(AuditEvent::new(self.action, self.category)));
-        let event = match failure {
-            Some(reason) => event.failure(reason),
-            None => event,
-        };
+        let action = audit_runtime::Action::__checked(self.action, self.category);
+        let mut event = late(parts(AuditEvent::of(action)));
+        if let Some((resource, changes)) = self.changes.take() {
+            if event.resource_of().is_none() {
+                event = event.with_resource(resource);
+            }
+            event = event.with_changes(changes);
+        }
+        if let Some(reason) = failure {
+            event = event.failure(reason);
+        }
+        // The request's HTTP layer knows the status the client gets: it settles the event.
+        if self.outermost
+            && http != HttpShape::NotHttp
+            && let Some(shared) = SharedScope::current().filter(SharedScope::is_holding)
+        {
+            let held = HeldEvent {
+                event,
+                failure_status: self.failure_status,
+                mode: self.mode,
+            };
+            match shared.hold(held) {
+                Ok(()) => return,
+                Err(held) => event = held.event,
+            }
+        }
+        if let HttpShape::Status(code, text) = http
+            && (self.failure_status)(code)
+            && event.outcome_of().is_success()
+        {
+            event = event.failure(format!("HTTP {code} {text}").trim_end().to_owned());
+        }
         // An undelivered event has already been reported loudly by the runtime (stderr, the
         // `audit::undelivered` target, the counter); the action itself has happened, so its
         // result is returned unchanged.
@@ -106,15 +187,9 @@ impl<P: FnOnce(AuditEvent) -> AuditEvent> Drop for Call<P> {
     fn drop(&mut self) {
         if self.parts.is_some() {
             let reason = if std::thread::panicking() { PANICKED } else { CANCELLED };
-            self.record(|event| event, Some(reason.to_owned()));
+            self.record(|event| event, Some(reason.to_owned()), HttpShape::NotHttp);
         }
     }
-}
-
-/// Runs the body of an audited sync fn (a closure, so that `return` and `?` stay inside it).
-#[inline(always)]
-pub fn run<R, F: FnOnce() -> R>(body: F) -> R {
-    body()
 }
 
 pin_project_lite::pin_project! {
@@ -147,7 +222,7 @@ impl<P: FnOnce(AuditEvent) -> AuditEvent> Drop for PollGuard<'_, P> {
             && let Some(mut call) = self.call.take()
         {
             // Only reached while unwinding out of the body's `poll`.
-            call.record(|event| event, Some(PANICKED.to_owned()));
+            call.record(|event| event, Some(PANICKED.to_owned()), HttpShape::NotHttp);
         }
     }
 }
@@ -161,7 +236,12 @@ impl<P: FnOnce(AuditEvent) -> AuditEvent, F: Future> Future for Audited<P, F> {
             call: this.call,
             armed: true,
         };
-        let polled = this.body.poll(cx);
+        let polled = {
+            // The current scope as it stands (a request's authentication may refine it between
+            // polls), collecting the change an audited operation makes.
+            let _collect = guard.call.as_ref().map(|call| call.changes.enter());
+            this.body.poll(cx)
+        };
         guard.armed = false;
         match polled {
             Poll::Ready(output) => match guard.call.take() {
@@ -210,10 +290,23 @@ pub trait RefuseWithError<E> {
     fn audit_refusal(&self) -> E;
 }
 
-impl<E: From<AuditError>> RefuseWithError<E> for &Refusal<E> {
+impl<E: From<AuditError>> RefuseWithError<E> for &&Refusal<E> {
     #[inline]
     fn audit_refusal(&self) -> E {
         E::from(self.take())
+    }
+}
+
+/// Refusal as a response, for error types that are one (the 503 of the `axum` feature).
+pub trait RefuseWithResponse<E> {
+    /// The 503 response as `E`.
+    fn audit_refusal(&self) -> E;
+}
+
+impl<E: FromAuditRefusal> RefuseWithResponse<E> for &Refusal<E> {
+    #[inline]
+    fn audit_refusal(&self) -> E {
+        E::from_audit_refusal(self.take())
     }
 }
 

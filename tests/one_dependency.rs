@@ -49,11 +49,28 @@ fn an_application_depending_on_the_facade_alone_uses_every_store_and_diesel() {
     if pg.is_some() {
         args.push(format!("{url}?schema={schema}"));
     }
-    // The workspace's own target directory: most dependencies are built already.
+    // A copy outside the workspace, as an application would be, resolved against the
+    // workspace's lock file offline (the same versions, nothing fetched), built in the
+    // workspace's own target directory (most dependencies are built already).
+    let app = tempfile::tempdir().unwrap();
+    for file in ["Cargo.toml", "audit.toml", "src/main.rs"] {
+        let to = app.path().join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let text = std::fs::read_to_string(fixture.join(file)).unwrap();
+        std::fs::write(
+            to,
+            text.replace(
+                "path = \"../../..\"",
+                &format!("path = {:?}", root.display().to_string()),
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::copy(root.join("Cargo.lock"), app.path().join("Cargo.lock")).unwrap();
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| root.join("target").display().to_string());
     let out = Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--locked", "--manifest-path"])
-        .arg(fixture.join("Cargo.toml"))
+        .args(["run", "--quiet", "--offline", "--manifest-path"])
+        .arg(app.path().join("Cargo.toml"))
         .arg("--")
         .args(&args)
         .env("CARGO_TARGET_DIR", target)

@@ -1,11 +1,10 @@
 //! [`Audited`]: a diesel connection whose inserts, updates and deletes are recorded with their
 //! before and after state, released only when the transaction commits.
 
-use std::borrow::Cow;
-
 use audit_runtime::{AuditModel, AuditScope, Changes, FailureMode, Timestamp};
 use serde_json::{Map, Value};
 
+use crate::action::{Declared, EventAction, Resolved, default_action, resolve};
 use crate::capture::{AuditConnection, DeleteTarget, InsertValues, Limit, UpdateTarget};
 use crate::error::Error;
 use crate::outbox::{Captured, WrittenEvent};
@@ -57,8 +56,9 @@ pub struct Change<M> {
     /// The row as the update left it.
     pub after: M,
     /// Snapshot fields whose values differ, in snapshot order, without the ignored ones
-    /// ([`Audited::ignore`]). A redacted field never appears: its snapshot value is
-    /// `"[redacted]"` before and after.
+    /// ([`Audited::ignore`]). A redacted field is named when its value changed: its snapshot
+    /// value is a keyed fingerprint ([`audit_runtime::fingerprint`]), which changes with the
+    /// value while the value itself is never shown.
     pub changed: Vec<String>,
 }
 
@@ -76,6 +76,9 @@ struct Pending {
 /// runs in its own `BEGIN IMMEDIATE` transaction). Inside [`transaction`](Self::transaction),
 /// events are released only when the outermost transaction commits, and dropped with any
 /// transaction or savepoint that rolls back.
+///
+/// Released inside an `#[audited]` call, a change is recorded in the call's event rather than
+/// in one of its own (see the [crate documentation](crate#inside-audited-calls-one-change-one-record)).
 ///
 /// Plain diesel queries run on [`conn`](Self::conn), inside the same transaction.
 pub struct Audited<'c, C> {
@@ -154,7 +157,8 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
     /// The failure mode for these operations (default: the process-wide one). With
     /// [`FailureMode::Refuse`] and no healthy sink, an operation or transaction fails with
     /// [`Error::Audit`] before changing anything (not checked with the outbox, which needs no
-    /// sink until the relay runs).
+    /// sink until the relay runs); so does an operation whose action, given as a string, the
+    /// installed vocabulary does not declare (see [`action`](Self::action)), outbox or not.
     pub fn failure_mode(mut self, mode: FailureMode) -> Self {
         self.opts.failure_mode = Some(mode);
         self
@@ -280,7 +284,8 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         V: InsertValues<'q, C, T, M>,
         M: AuditModel,
     {
-        self.insert_as(None, table, values)
+        let () = Declared::<M>::CREATE;
+        self.insert_as(default_action::<M>(M::CREATE_ACTION, "create"), table, values)
     }
 
     /// Inserts rows one statement each, in one transaction, recording each; returns them.
@@ -291,7 +296,8 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         V: InsertValues<'q, C, T, M>,
         M: AuditModel,
     {
-        self.insert_all_as(None, table, values)
+        let () = Declared::<M>::CREATE;
+        self.insert_all_as(default_action::<M>(M::CREATE_ACTION, "create"), table, values)
     }
 
     /// Updates the one row `target` matches (`customers.find(id)`) with `changes` (anything
@@ -304,7 +310,8 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         Tg: UpdateTarget<'q, C, V, M>,
         M: AuditModel,
     {
-        self.update_as(None, target, changes)
+        let () = Declared::<M>::UPDATE;
+        self.update_as(default_action::<M>(M::UPDATE_ACTION, "update"), target, changes)
     }
 
     /// Updates every row `target` matches (a filter such as
@@ -318,7 +325,8 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         Tg: UpdateTarget<'q, C, V, M>,
         M: AuditModel,
     {
-        self.update_all_as(None, target, changes)
+        let () = Declared::<M>::UPDATE;
+        self.update_all_as(default_action::<M>(M::UPDATE_ACTION, "update"), target, changes)
     }
 
     /// Deletes the one row `target` matches and records its before-state; returns it.
@@ -329,7 +337,8 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         Tg: DeleteTarget<'q, C, M>,
         M: AuditModel,
     {
-        self.delete_as(None, target)
+        let () = Declared::<M>::DELETE;
+        self.delete_as(default_action::<M>(M::DELETE_ACTION, "delete"), target)
     }
 
     /// Deletes every row `target` matches, one event per row; returns them. Capped like
@@ -339,23 +348,37 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         Tg: DeleteTarget<'q, C, M>,
         M: AuditModel,
     {
-        self.delete_all_as(None, target)
+        let () = Declared::<M>::DELETE;
+        self.delete_all_as(default_action::<M>(M::DELETE_ACTION, "delete"), target)
     }
 
-    /// The same operations recorded under `action` (for example `billing.update`) instead of
-    /// `<resource>.create`, `<resource>.update`, `<resource>.delete`.
-    pub fn action(&mut self, action: impl Into<Cow<'static, str>>) -> WithAction<'_, 'c, C> {
+    /// The same operations recorded under `action` instead of the model's default
+    /// (`<resource>.create`, `<resource>.update`, `<resource>.delete`).
+    ///
+    /// Prefer a typed action, checked against `audit.toml` when the code compiles:
+    /// `tx.action(audit::action!("billing.update")).update(...)`. A string
+    /// (`tx.action("billing.update")`) is checked when the operation runs, against the
+    /// vocabulary installed in the process (`AuditLayerBuilder::vocabulary`): under
+    /// [`FailureMode::Refuse`] an unknown name fails the operation with [`Error::Audit`]
+    /// before it changes anything; under `Warn` it is recorded and reported loudly.
+    pub fn action(&mut self, action: impl Into<EventAction>) -> WithAction<'_, 'c, C> {
         WithAction {
             audited: self,
             action: action.into(),
         }
     }
 
-    fn insert_as<'q, T, V, M>(&mut self, action: Option<Cow<'static, str>>, table: T, values: V) -> Result<M, Error>
+    /// The effective failure mode of these operations.
+    fn mode(&self) -> FailureMode {
+        self.opts.failure_mode.unwrap_or_else(audit_runtime::failure_mode)
+    }
+
+    fn insert_as<'q, T, V, M>(&mut self, action: EventAction, table: T, values: V) -> Result<M, Error>
     where
         V: InsertValues<'q, C, T, M>,
         M: AuditModel,
     {
+        let action = resolve(action, self.mode(), self.opts.outbox)?;
         self.apply(true, false, |conn, _| {
             let row = values.capture_insert(conn, table)?;
             let captured = created(action, &row);
@@ -363,18 +386,14 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         })
     }
 
-    fn insert_all_as<'q, T, V, M, I>(
-        &mut self,
-        action: Option<Cow<'static, str>>,
-        table: T,
-        values: I,
-    ) -> Result<Vec<M>, Error>
+    fn insert_all_as<'q, T, V, M, I>(&mut self, action: EventAction, table: T, values: I) -> Result<Vec<M>, Error>
     where
         I: IntoIterator<Item = V>,
         T: Copy,
         V: InsertValues<'q, C, T, M>,
         M: AuditModel,
     {
+        let action = resolve(action, self.mode(), self.opts.outbox)?;
         let values: Vec<V> = values.into_iter().collect();
         self.apply(values.len() <= 1, false, |conn, _| {
             let mut rows = Vec::with_capacity(values.len());
@@ -388,12 +407,7 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         })
     }
 
-    fn update_as<'q, Tg, V, M>(
-        &mut self,
-        action: Option<Cow<'static, str>>,
-        target: Tg,
-        changes: V,
-    ) -> Result<Change<M>, Error>
+    fn update_as<'q, Tg, V, M>(&mut self, action: EventAction, target: Tg, changes: V) -> Result<Change<M>, Error>
     where
         Tg: UpdateTarget<'q, C, V, M>,
         M: AuditModel,
@@ -412,7 +426,7 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
 
     fn update_all_as<'q, Tg, V, M>(
         &mut self,
-        action: Option<Cow<'static, str>>,
+        action: EventAction,
         target: Tg,
         changes: V,
     ) -> Result<Vec<Change<M>>, Error>
@@ -430,7 +444,7 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
 
     fn update_with<'q, Tg, V, M>(
         &mut self,
-        action: Option<Cow<'static, str>>,
+        action: EventAction,
         target: Tg,
         changes: V,
         limit: Limit,
@@ -439,6 +453,7 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         Tg: UpdateTarget<'q, C, V, M>,
         M: AuditModel,
     {
+        let action = resolve(action, self.mode(), self.opts.outbox)?;
         // PostgreSQL with the outbox: one statement that writes the outbox rows too, when the
         // database provably builds the model's snapshots (see `crate::plan`).
         let plan = if self.opts.outbox
@@ -456,7 +471,6 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         if let Some(plan) = plan {
             return self.apply(true, true, |conn, opts| {
                 let timestamp = Timestamp::now();
-                let action = action.unwrap_or_else(|| default_action::<M>("update"));
                 let scope = AuditScope::current();
                 let (event_id, prefix) = crate::outbox::outbox_prefix(&action, timestamp, scope.as_ref());
                 let parts = OutboxParts {
@@ -465,6 +479,9 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
                     event_id: event_id.clone(),
                     prefix,
                     resource_type: M::RESOURCE_TYPE,
+                    pads: plan
+                        .has_fingerprints()
+                        .then(|| Box::new(audit_runtime::redact::hmac_pads())),
                 };
                 let rows = target.capture_update_outboxed(conn, changes, limit, parts)?;
                 let mut out = Vec::with_capacity(rows.len());
@@ -500,7 +517,6 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
             |conn, opts| {
                 let pairs = target.capture_update(conn, changes, limit)?;
                 let timestamp = Timestamp::now();
-                let action = action.unwrap_or_else(|| default_action::<M>("update"));
                 let mut out = Vec::with_capacity(pairs.len());
                 let mut captured = Vec::with_capacity(pairs.len());
                 for (before, after) in pairs {
@@ -529,7 +545,7 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         )
     }
 
-    fn delete_as<'q, Tg, M>(&mut self, action: Option<Cow<'static, str>>, target: Tg) -> Result<M, Error>
+    fn delete_as<'q, Tg, M>(&mut self, action: EventAction, target: Tg) -> Result<M, Error>
     where
         Tg: DeleteTarget<'q, C, M>,
         M: AuditModel,
@@ -546,7 +562,7 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         })
     }
 
-    fn delete_all_as<'q, Tg, M>(&mut self, action: Option<Cow<'static, str>>, target: Tg) -> Result<Vec<M>, Error>
+    fn delete_all_as<'q, Tg, M>(&mut self, action: EventAction, target: Tg) -> Result<Vec<M>, Error>
     where
         Tg: DeleteTarget<'q, C, M>,
         M: AuditModel,
@@ -559,20 +575,15 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
         self.delete_with(action, target, limit)
     }
 
-    fn delete_with<'q, Tg, M>(
-        &mut self,
-        action: Option<Cow<'static, str>>,
-        target: Tg,
-        limit: Limit,
-    ) -> Result<Vec<M>, Error>
+    fn delete_with<'q, Tg, M>(&mut self, action: EventAction, target: Tg, limit: Limit) -> Result<Vec<M>, Error>
     where
         Tg: DeleteTarget<'q, C, M>,
         M: AuditModel,
     {
+        let action = resolve(action, self.mode(), self.opts.outbox)?;
         self.apply(C::DIALECT == Dialect::Postgres, false, |conn, _| {
             let rows = target.capture_delete(conn, limit)?;
             let timestamp = Timestamp::now();
-            let action = action.unwrap_or_else(|| default_action::<M>("delete"));
             let captured = rows
                 .iter()
                 .map(|row| Captured {
@@ -594,7 +605,7 @@ impl<'c, C: AuditConnection> Audited<'c, C> {
 /// [`Audited`] operations recorded under an explicit action; see [`Audited::action`].
 pub struct WithAction<'a, 'c, C> {
     audited: &'a mut Audited<'c, C>,
-    action: Cow<'static, str>,
+    action: EventAction,
 }
 
 impl<C> std::fmt::Debug for WithAction<'_, '_, C> {
@@ -612,7 +623,7 @@ impl<C: AuditConnection> WithAction<'_, '_, C> {
         V: InsertValues<'q, C, T, M>,
         M: AuditModel,
     {
-        self.audited.insert_as(Some(self.action), table, values)
+        self.audited.insert_as(self.action, table, values)
     }
 
     /// [`Audited::insert_all`] under this action.
@@ -623,7 +634,7 @@ impl<C: AuditConnection> WithAction<'_, '_, C> {
         V: InsertValues<'q, C, T, M>,
         M: AuditModel,
     {
-        self.audited.insert_all_as(Some(self.action), table, values)
+        self.audited.insert_all_as(self.action, table, values)
     }
 
     /// [`Audited::update`] under this action.
@@ -632,7 +643,7 @@ impl<C: AuditConnection> WithAction<'_, '_, C> {
         Tg: UpdateTarget<'q, C, V, M>,
         M: AuditModel,
     {
-        self.audited.update_as(Some(self.action), target, changes)
+        self.audited.update_as(self.action, target, changes)
     }
 
     /// [`Audited::update_all`] under this action.
@@ -641,7 +652,7 @@ impl<C: AuditConnection> WithAction<'_, '_, C> {
         Tg: UpdateTarget<'q, C, V, M>,
         M: AuditModel,
     {
-        self.audited.update_all_as(Some(self.action), target, changes)
+        self.audited.update_all_as(self.action, target, changes)
     }
 
     /// [`Audited::delete`] under this action.
@@ -650,7 +661,7 @@ impl<C: AuditConnection> WithAction<'_, '_, C> {
         Tg: DeleteTarget<'q, C, M>,
         M: AuditModel,
     {
-        self.audited.delete_as(Some(self.action), target)
+        self.audited.delete_as(self.action, target)
     }
 
     /// [`Audited::delete_all`] under this action.
@@ -659,17 +670,13 @@ impl<C: AuditConnection> WithAction<'_, '_, C> {
         Tg: DeleteTarget<'q, C, M>,
         M: AuditModel,
     {
-        self.audited.delete_all_as(Some(self.action), target)
+        self.audited.delete_all_as(self.action, target)
     }
 }
 
-fn default_action<M: AuditModel>(verb: &str) -> Cow<'static, str> {
-    Cow::Owned(format!("{}.{verb}", M::RESOURCE_TYPE))
-}
-
-fn created<M: AuditModel>(action: Option<Cow<'static, str>>, row: &M) -> Captured {
+fn created<M: AuditModel>(action: Resolved, row: &M) -> Captured {
     Captured {
-        action: action.unwrap_or_else(|| default_action::<M>("create")),
+        action,
         resource: row.audit_resource(),
         changes: Changes {
             before: None,
@@ -713,11 +720,27 @@ fn only(snapshot: &Value, fields: &[String]) -> Value {
     Value::Object(picked)
 }
 
-/// Hands committed events to the writer, each in the scope it was captured in.
+/// Releases committed changes: the first one an audited call running now takes is recorded in
+/// that call's event (see [`AuditScope::offer_change`]); the others are handed to the writer
+/// as events of their own, each in the scope it was captured in.
+///
+/// Called where the change is released (after the commit, or after the single statement), so
+/// the call current here is the one whose body committed it. Only a change captured inside an
+/// audited call is offered: a change captured outside any (or in a scope entered without one)
+/// is not that call's work.
 fn release(events: impl IntoIterator<Item = Pending>, mode: Option<FailureMode>) -> Result<(), Error> {
     let mode = mode.unwrap_or_else(audit_runtime::failure_mode);
     let mut first_error = None;
+    let collecting = AuditScope::current_is_collecting();
     for Pending { captured, scope } in events {
+        let captured = if collecting && scope.as_ref().is_some_and(AuditScope::is_collecting) {
+            match captured.offer() {
+                Ok(()) => continue,
+                Err(captured) => captured,
+            }
+        } else {
+            captured
+        };
         let event = captured.into_event();
         // Every event is attempted even after a failure: the change is committed, and each
         // undelivered event is reported by the runtime on its own.

@@ -64,9 +64,12 @@ pub enum Error {
     )]
     UnauditedTransaction,
 
-    /// No healthy audit sink is installed and the failure mode is
-    /// [`FailureMode::Refuse`](audit_runtime::FailureMode::Refuse): the change was not made
-    /// (or, if reported after a commit, was made but its event is reported as undelivered).
+    /// The failure mode is [`FailureMode::Refuse`](audit_runtime::FailureMode::Refuse) and the
+    /// event could not be recorded: no healthy audit sink is installed
+    /// ([`AuditError::NoSink`]), or the action, given as a string, is not in the vocabulary
+    /// compiled into the binary ([`AuditError::UnknownAction`]). Both are found before the
+    /// change is made, which it then is not; if reported after a commit, the change was made
+    /// and its event is reported as undelivered.
     #[error(transparent)]
     Audit(#[from] AuditError),
 

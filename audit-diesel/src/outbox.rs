@@ -15,6 +15,13 @@
 //!
 //! So every committed event reaches the store exactly once, whatever is killed when.
 //!
+//! An outboxed change is always recorded as an event of its own, also inside an `#[audited]`
+//! call (see the [crate documentation](crate#inside-audited-calls-one-change-one-record)):
+//! the relay runs after the call, maybe in another process. Its action was checked where the
+//! change was made; the relay delivers it even if its own vocabulary does not declare that
+//! action (reporting it loudly), since a committed change always gets its event and a refused
+//! row would hold every later one behind it.
+//!
 //! ```
 //! # #[cfg(feature = "sqlite")] {
 //! use audit_diesel::{AuditConnection, Relay};
@@ -26,7 +33,7 @@
 //! let mut conn = SqliteConnection::establish(":memory:")?;
 //! conn.create_outbox()?;
 //! let (layer, guard) = AuditLayer::builder(FileStore::open(dir.path().join("log"))?).build()?;
-//! let _default = tracing::subscriber::set_default(tracing_subscriber::Registry::default().with(layer));
+//! tracing::subscriber::set_global_default(tracing_subscriber::Registry::default().with(layer))?;
 //! # use tracing_subscriber::layer::SubscriberExt;
 //! // ... audited changes with `.outbox(true)` ...
 //! let mut relay = Relay::new();
@@ -40,6 +47,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::Mutex;
 
 use audit_runtime::query::{Indexed, Query, RecordSource};
 use audit_runtime::{
@@ -48,6 +56,7 @@ use audit_runtime::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::action::Resolved;
 use crate::capture::AuditConnection;
 use crate::error::Error;
 use crate::sql::Dialect;
@@ -94,16 +103,36 @@ struct StoredEvent<'a> {
 
 /// A captured change, before it becomes an event or an outbox row.
 pub(crate) struct Captured {
-    pub action: Cow<'static, str>,
+    pub action: Resolved,
     pub resource: Resource,
     pub changes: Changes,
     pub timestamp: Timestamp,
 }
 
 impl Captured {
+    /// Hands the change to the audited call running now, to be recorded in that call's event
+    /// (see [`AuditScope::offer_change`]); gives it back when no call takes it.
+    // Given back by value, as `offer_change` does: no copy and no allocation.
+    #[allow(clippy::result_large_err)]
+    pub fn offer(self) -> Result<(), Captured> {
+        let Captured {
+            action,
+            resource,
+            changes,
+            timestamp,
+        } = self;
+        AuditScope::offer_change(resource, changes).map_err(|(resource, changes)| Captured {
+            action,
+            resource,
+            changes,
+            timestamp,
+        })
+    }
+
     /// The event handed to the writer right after the commit.
     pub fn into_event(self) -> AuditEvent {
-        AuditEvent::new(self.action, Category::Mutation)
+        self.action
+            .event()
             .at(self.timestamp)
             .with_resource(self.resource)
             .with_changes(self.changes)
@@ -134,12 +163,17 @@ fn event_id(timestamp: Timestamp) -> Uuid {
 }
 
 /// The stored event without resource and changes.
-fn stored_event<'a>(id: Uuid, action: &'a str, timestamp: Timestamp, scope: Option<&'a AuditScope>) -> StoredEvent<'a> {
+fn stored_event<'a>(
+    id: Uuid,
+    action: &'a Resolved,
+    timestamp: Timestamp,
+    scope: Option<&'a AuditScope>,
+) -> StoredEvent<'a> {
     StoredEvent {
         id,
         timestamp: timestamp.unix_micros(),
-        action: Cow::Borrowed(action),
-        category: Category::Mutation,
+        action: Cow::Borrowed(action.name()),
+        category: action.category(),
         actor: scope.and_then(AuditScope::actor_ref).map(Cow::Borrowed),
         tenant: scope.and_then(AuditScope::tenant_name).map(Cow::Borrowed),
         context: scope
@@ -154,7 +188,7 @@ fn stored_event<'a>(id: Uuid, action: &'a str, timestamp: Timestamp, scope: Opti
 /// For an outbox row the database completes (see [`crate::plan`]): the event id, and the
 /// event's JSON without its resource and changes and without the closing brace, ending in a
 /// comma (`{"id":"...",...,`). The database appends `"resource":{...},"changes":{...}}`.
-pub(crate) fn outbox_prefix(action: &str, timestamp: Timestamp, scope: Option<&AuditScope>) -> (String, String) {
+pub(crate) fn outbox_prefix(action: &Resolved, timestamp: Timestamp, scope: Option<&AuditScope>) -> (String, String) {
     let id = event_id(timestamp);
     let mut prefix = serde_json::to_string(&stored_event(id, action, timestamp, scope)).expect("events serialize");
     prefix.pop(); // the closing brace (the event has an id, so it is not empty)
@@ -176,7 +210,7 @@ fn decode(event_id: &str, json: &str) -> Result<(Uuid, AuditEvent), Error> {
     };
     let stored: StoredEvent<'_> =
         serde_json::from_str(json).map_err(|e| bad(format!("not a valid outbox event: {e}")))?;
-    let mut event = AuditEvent::new(stored.action.into_owned(), stored.category)
+    let mut event = relayed_event(stored.action.into_owned(), stored.category)
         .with_id(stored.id)
         .at(Timestamp::from_unix_micros(stored.timestamp));
     if let Some(actor) = stored.actor {
@@ -216,6 +250,43 @@ fn decode(event_id: &str, json: &str) -> Result<(Uuid, AuditEvent), Error> {
         )));
     }
     Ok((stored.id, event))
+}
+
+/// The event of a committed change whose action was checked where the change was made (a
+/// typed action, or a name the capturing process's vocabulary declared, or recorded anyway
+/// under `Warn`). The relay, possibly another binary, delivers it whatever its own vocabulary
+/// says: a committed change always gets its event, and a relay that refused one would hold
+/// every later event of the outbox behind it. An action this process's vocabulary does not
+/// declare is reported loudly, and delivered; a category it disagrees with is corrected.
+fn relayed_event(action: String, category: Category) -> AuditEvent {
+    let Some(vocabulary) = audit_runtime::installed_vocabulary() else {
+        return AuditEvent::new(action, category);
+    };
+    if let Some(entry) = vocabulary.get(&action) {
+        return AuditEvent::new(action, entry.category);
+    }
+    let message = format!(
+        "audit relay: the outbox holds a committed change recorded as `{action}`, which the vocabulary of this \
+         binary ({}) does not declare: delivered as recorded",
+        vocabulary.source()
+    );
+    tracing::error!(target: "audit::vocabulary", action = %action, "{message}");
+    crate::action::report_once(&format!("relay {action}"), &message);
+    AuditEvent::of(audit_runtime::Action::__checked(interned(action), category))
+}
+
+/// `name` as a `&'static str`, allocated once per distinct name (a typed action's name is
+/// static; the few names a relay delivers without its vocabulary declaring them stay).
+fn interned(name: String) -> &'static str {
+    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let names = names.get_or_insert_with(HashSet::new);
+    if let Some(known) = names.get(name.as_str()) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.into_boxed_str());
+    names.insert(leaked);
+    leaked
 }
 
 /// Moves events from the outbox into the audit store, exactly once. See the

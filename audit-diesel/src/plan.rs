@@ -9,28 +9,56 @@
 //! selected column holds a value that no other column holds, and its snapshots and id are
 //! compared with those values:
 //!
-//! - a snapshot member whose value is `"[redacted]"` in every probe is written as that constant;
+//! - a redacted member (a keyed fingerprint, [`audit_runtime::fingerprint`]) must equal the
+//!   fingerprint of the value of exactly one selected column in every probe, and is then
+//!   computed by the database from that column: HMAC-SHA256 with PostgreSQL's `sha256(bytea)`
+//!   (`sha256(K xor opad || sha256(K xor ipad || json))`, the two padded keys bound as
+//!   parameters from [`audit_runtime::redact::hmac_pads`]) over the column's JSON text
+//!   (`to_json(column)::text`, `null` for NULL), so the value itself is never read out of the
+//!   database. A member that is the plain constant `"[redacted]"` in every probe (a
+//!   hand-written model) is written as that constant. The padded keys reach the server as
+//!   parameters of each such statement: the key can be derived from them, and PostgreSQL
+//!   writes parameters to its log when it logs a statement (`log_min_duration_statement`,
+//!   `log_statement`; `log_parameter_max_length = 0` for the application's role keeps them
+//!   out). Whoever holds the key can test guesses against fingerprints in the audit log; the
+//!   database holds the current values anyway, but not the past ones the log fingerprints;
 //! - any other member must equal the value of exactly one selected column in every probe,
-//!   and is then written from that column (`to_jsonb`-compatible types only: `smallint`,
-//!   `integer`, `bigint`, `text`, `character varying`, `boolean`, whose JSON form is the same
-//!   as that of the Rust integers, strings and booleans diesel loads them as);
+//!   and is then written from that column;
 //! - the resource id must equal the text of exactly one column.
+//!
+//! Only the column types whose JSON text PostgreSQL writes byte for byte as serde_json writes
+//! the Rust values diesel loads them as take part: `smallint`, `integer`, `bigint` (`i16`,
+//! `i32`, `i64`: decimal digits), `boolean` (`true`/`false`), `text` and `character varying`
+//! (`String`; both escape `"` and `\` with a backslash, `\b \f \n \r \t` by name, the other
+//! control characters below U+0020 as `\u00xx` in lowercase hex, and write every other
+//! character, U+007F and non-ASCII included, as its UTF-8 bytes), and NULL (`null`, an
+//! `Option` that is `None`). Fingerprints of these agree with the ones the model computes
+//! (tested with quotes, backslashes, every control character, non-ASCII text, the extreme
+//! integers, booleans and NULL). They could differ for text in a database whose encoding is
+//! not UTF-8 (`SQL_ASCII` keeps bytes as stored; the text is converted with
+//! `convert_to(.., 'UTF8')`), and for a field of a wrapper type whose `Serialize` departs from
+//! the plain one only for some values (the probe shows only a few): the statement's own check
+//! below then fails that operation and turns the path off for the model, whose later updates
+//! are captured in Rust.
 //!
 //! Anything else (another column type, a member computed from several columns, a renamed
 //! field whose name matches no proof, a value that does not round-trip, a custom
-//! `audit_resource`) and the model never takes this path: its outboxed updates run the
-//! statements of the general path. Columns that back no proven member, which includes every
-//! redacted or skipped field, are never read into the outbox row, so a raw sensitive value
-//! cannot reach it. As a second line of defence each statement returns the event it wrote,
-//! which is compared with the event the model makes of the same rows; a difference fails the
-//! operation (rolling back an enclosing transaction) and disables the plan for good.
+//! `audit_resource`, a fingerprint of something other than one column's value) and the model
+//! never takes this path: its outboxed updates run the statements of the general path, which
+//! capture in Rust. Columns that back no proven member, which includes every skipped field,
+//! are never read by the statement; a redacted column is read only inside the HMAC, so a raw
+//! sensitive value cannot reach the outbox row. As a second line of defence each statement
+//! returns the event it wrote, which is compared with the event the model makes of the same
+//! rows; a difference fails the operation (rolling back an enclosing transaction) and
+//! disables the plan for good.
 
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use audit_runtime::{AuditModel, REDACTED, Resource};
+use audit_runtime::redact::is_redacted;
+use audit_runtime::{AuditModel, REDACTED, Resource, fingerprint};
 use serde_json::{Map, Value};
 
 /// Where a snapshot member comes from in the one-statement outboxed update.
@@ -38,6 +66,8 @@ use serde_json::{Map, Value};
 pub enum Source {
     /// The value of this column (of the old or the new row).
     Column(String),
+    /// The keyed fingerprint of this column's value, computed by the database.
+    Fingerprint(String),
     /// The constant `"[redacted]"`.
     Redacted,
 }
@@ -61,6 +91,11 @@ impl SnapshotPlan {
 
     fn usable(&self) -> bool {
         !self.disabled.load(Ordering::Relaxed)
+    }
+
+    /// Whether a member is a fingerprint the database computes (and so needs the HMAC key).
+    pub fn has_fingerprints(&self) -> bool {
+        self.entries.iter().any(|(_, s)| matches!(s, Source::Fingerprint(_)))
     }
 }
 
@@ -144,22 +179,27 @@ fn plan_from<M: AuditModel>(columns: &[String], probes: &[Probe<M>]) -> Option<S
         if M::SKIPPED_FIELDS.contains(&key.as_str()) {
             return None;
         }
-        let redacted = snapshots.iter().all(|(s, _)| s[key] == Value::String(REDACTED.into()));
-        if redacted {
+        let constant = snapshots.iter().all(|(s, _)| s[key] == Value::String(REDACTED.into()));
+        if constant {
             entries.push((key.clone(), Source::Redacted));
             continue;
         }
-        if M::REDACTED_FIELDS.contains(&key.as_str()) {
+        let redacted = snapshots.iter().any(|(s, _)| is_redacted(&s[key]));
+        if !redacted && M::REDACTED_FIELDS.contains(&key.as_str()) {
             return None;
         }
-        let mut matching = columns.iter().filter(|c| {
-            probes
-                .iter()
-                .zip(&snapshots)
-                .all(|(p, (s, _))| value_of(p, c) == s[key])
-        });
-        match (matching.next(), matching.next()) {
-            (Some(column), None) => entries.push((key.clone(), Source::Column(column.clone()))),
+        // A redacted member is the fingerprint of one column's value; any other member is
+        // the value itself.
+        let shown = |p: &Probe<M>, column: &str| match redacted {
+            true => fingerprint(&value_of(p, column)),
+            false => value_of(p, column),
+        };
+        let mut matching = columns
+            .iter()
+            .filter(|c| probes.iter().zip(&snapshots).all(|(p, (s, _))| shown(p, c) == s[key]));
+        match (matching.next(), matching.next(), redacted) {
+            (Some(column), None, true) => entries.push((key.clone(), Source::Fingerprint(column.clone()))),
+            (Some(column), None, false) => entries.push((key.clone(), Source::Column(column.clone()))),
             _ => return None,
         }
     }
@@ -230,8 +270,7 @@ mod tests {
     struct Row {
         id: i64,
         name: String,
-        // Redacted: never shown.
-        #[allow(dead_code)]
+        // Redacted: only its fingerprint is shown.
         secret: String,
         on: bool,
         off: bool,
@@ -244,7 +283,10 @@ mod tests {
             self.id.to_string()
         }
         fn audit_snapshot(&self) -> Value {
-            json!({"id": self.id, "label": self.name, "secret": REDACTED, "on": self.on, "off": self.off})
+            json!({
+                "id": self.id, "label": self.name, "secret": fingerprint(&self.secret), "hidden": REDACTED,
+                "on": self.on, "off": self.off,
+            })
         }
     }
 
@@ -281,19 +323,21 @@ mod tests {
             .expect("eligible");
         let entries: HashMap<_, _> = plan.entries.iter().cloned().collect();
         assert_eq!(entries["label"], Source::Column("name".into()));
-        assert_eq!(entries["secret"], Source::Redacted);
+        assert_eq!(entries["secret"], Source::Fingerprint("secret".into()));
+        assert_eq!(entries["hidden"], Source::Redacted);
         assert_eq!(entries["on"], Source::Column("on".into()));
         assert_eq!(entries["off"], Source::Column("off".into()));
         assert_eq!(plan.id_column, "id");
+        assert!(plan.has_fingerprints());
         // A member backed by the secret column is written from it only if the model itself
         // shows that column's value (here: `label` shows the secret; nothing is hidden that
-        // the model would show, and the redacted member stays a constant).
+        // the model would show, and the redacted member is the fingerprint of what it hides).
         let plan = derive(&names, |b| Ok::<_, ()>(probe(&columns, b, true)))
             .unwrap()
             .unwrap();
         let entries: HashMap<_, _> = plan.entries.iter().cloned().collect();
         assert_eq!(entries["label"], Source::Column("secret".into()));
-        assert_eq!(entries["secret"], Source::Redacted);
+        assert_eq!(entries["secret"], Source::Fingerprint("name".into()));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use diesel::backend::Backend;
 use diesel::dsl::AsSelect as SelectBy;
 use diesel::expression::SelectableHelper;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Binary, Text};
 use diesel::{QueryResult, RunQueryDsl, Selectable, Table};
 
 use crate::plan::{SnapshotPlan, Source};
@@ -58,12 +58,14 @@ fn missing_parts() -> diesel::result::Error {
 /// The event of one updated row as the outbox stores it, built along the plan from the old
 /// row (`__audit_old`) and the new one (the table): the prefix the caller serialized, then
 /// `"resource":{...},"changes":{"before":{...},"after":{...},"fields":[...]}}`. Only the
-/// columns of the plan are read; redacted members are the constant.
+/// columns of the plan are read; redacted members are the keyed fingerprint of their column
+/// (see [`walk_fingerprint`]), or the constant.
 fn walk_event<'b, DB, F>(from: &'b F, parts: &'b OutboxParts, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()>
 where
     DB: Backend,
     F: QueryFragment<DB>,
     str: diesel::serialize::ToSql<Text, DB>,
+    [u8]: diesel::serialize::ToSql<Binary, DB>,
 {
     let plan = parts.plan;
     out.push_sql("concat(");
@@ -98,6 +100,12 @@ where
                     out.push_sql(".");
                     out.push_identifier(column)?;
                 }
+                Source::Fingerprint(column) => {
+                    let Some(pads) = parts.pads.as_deref() else {
+                        return Err(missing_parts());
+                    };
+                    walk_fingerprint(from, old, column, pads, out.reborrow())?;
+                }
             }
         }
         out.push_sql("), ");
@@ -107,7 +115,10 @@ where
     out.push_sql("'fields', array_remove(ARRAY[");
     let mut first = true;
     for (key, source) in &plan.entries {
-        let Source::Column(column) = source else { continue };
+        // A fingerprint changes exactly when the JSON of its column does.
+        let (Source::Column(column) | Source::Fingerprint(column)) = source else {
+            continue;
+        };
         if parts.ignore.contains(&key.as_str()) {
             continue;
         }
@@ -128,6 +139,42 @@ where
         out.push_sql("::text END");
     }
     out.push_sql("]::text[], NULL))::text, '}')");
+    Ok(())
+}
+
+/// The keyed fingerprint of a column of the old row (`old`) or the new one, as
+/// [`audit_runtime::fingerprint`] writes it for the same value:
+/// `'[redacted:hmac-sha256:' || hex(first 16 bytes of HMAC-SHA256(key, json)) || ']'` where
+/// `json` is the UTF-8 of the value's JSON text (`null` for NULL), and the HMAC is computed
+/// with `sha256(bytea)` from the two padded keys (bound parameters, never the key itself in
+/// the statement text): `sha256(K xor opad || sha256(K xor ipad || json))`. See
+/// [`crate::plan`] for the column types whose JSON text is serde_json's.
+fn walk_fingerprint<'b, DB, F>(
+    from: &'b F,
+    old: bool,
+    column: &str,
+    pads: &'b ([u8; 64], [u8; 64]),
+    mut out: AstPass<'_, 'b, DB>,
+) -> QueryResult<()>
+where
+    DB: Backend,
+    F: QueryFragment<DB>,
+    [u8]: diesel::serialize::ToSql<Binary, DB>,
+{
+    let (ipad, opad) = pads;
+    out.push_sql("concat('[redacted:hmac-sha256:', encode(substring(sha256(");
+    out.push_bind_param::<Binary, [u8]>(&opad[..])?;
+    out.push_sql("::bytea || sha256(");
+    out.push_bind_param::<Binary, [u8]>(&ipad[..])?;
+    out.push_sql("::bytea || convert_to(coalesce(to_json(");
+    if old {
+        out.push_identifier(OLD)?;
+    } else {
+        from.walk_ast(out.reborrow())?;
+    }
+    out.push_sql(".");
+    out.push_identifier(column)?;
+    out.push_sql(")::text, 'null'), 'UTF8'))) FROM 1 FOR 16), 'hex'), ']')");
     Ok(())
 }
 
@@ -242,6 +289,9 @@ pub struct OutboxParts {
     /// [`crate::outbox`]).
     pub prefix: String,
     pub resource_type: &'static str,
+    /// The HMAC key of redaction fingerprints, padded (`K xor ipad`, `K xor opad`), when the
+    /// plan has fingerprints to compute.
+    pub pads: Option<Box<([u8; 64], [u8; 64])>>,
 }
 
 /// What the probe needs: the selected columns, the table as `to_regclass` takes it, and the
@@ -366,6 +416,7 @@ where
     SelectBy<M, DB>: QueryFragment<DB>,
     i64: diesel::serialize::ToSql<BigInt, DB>,
     str: diesel::serialize::ToSql<Text, DB>,
+    [u8]: diesel::serialize::ToSql<Binary, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         let pg = DB::DIALECT == Dialect::Postgres;

@@ -5,7 +5,7 @@ mod common;
 
 use audit_diesel::{AuditedExt, Error, Snapshots};
 use audit_runtime::{Actor, AuditScope, AuthMethod, FailureMode};
-use common::{Customer, Log, after, before, customers, new_customer};
+use common::{Customer, Log, OTHER_SSN, SSN, after, before, customers, fingerprint, new_customer};
 use diesel::prelude::*;
 use serde_json::json;
 
@@ -48,13 +48,20 @@ both!(insert_update_delete_are_recorded_with_redacted_snapshots, |db, conn| {
         assert_eq!(r.context.as_ref().unwrap().request_id.as_deref(), Some("req_1"));
     }
     assert!(records[0].changes.as_ref().unwrap().before.is_none());
+    // The SSN is shown as its keyed fingerprint, never as its value (`verify` reads every file).
     assert_eq!(
         after(&records[0]),
-        &json!({"id": created.id, "name": "Ada", "plan": "free", "ssn": "[redacted]", "balance": 0, "updated_at": 0})
+        &json!({"id": created.id, "name": "Ada", "plan": "free", "ssn": fingerprint(SSN), "balance": 0, "updated_at": 0})
     );
     assert_eq!(before(&records[1])["plan"], "free");
     assert_eq!(after(&records[1])["plan"], "pro");
-    assert_eq!(after(&records[1])["ssn"], "[redacted]");
+    assert_eq!(after(&records[1])["ssn"], fingerprint(SSN));
+    assert_eq!(
+        before(&records[1])["ssn"],
+        after(&records[1])["ssn"],
+        "unchanged, same fingerprint"
+    );
+    assert_eq!(before(&records[2])["ssn"], fingerprint(SSN));
     // The update names the fields it changed; creates and deletes name none.
     assert_eq!(records[1].changes.as_ref().unwrap().fields, ["plan", "updated_at"]);
     assert!(records[0].changes.as_ref().unwrap().fields.is_empty());
@@ -277,18 +284,33 @@ both!(noise_fields_and_diff_modes, |db, conn| {
             (customers::plan.eq("pro"), customers::updated_at.eq(2)),
         )
         .unwrap();
-    // A redacted field changes: it is never shown, not even as changed.
+    // Only a redacted field changes: it is named as changed, and its fingerprint changes with
+    // it, while its value is never shown.
     let change: audit_diesel::Change<Customer> = conn
         .audited()
-        .update(customers::table.find(ada.id), customers::ssn.eq("219-09-9999"))
+        .update(customers::table.find(ada.id), customers::ssn.eq(OTHER_SSN))
         .unwrap();
-    assert!(change.changed.is_empty());
+    assert_eq!(change.changed, ["ssn"]);
+    // The same with only the changed fields recorded.
+    let change: audit_diesel::Change<Customer> = conn
+        .audited()
+        .snapshots(Snapshots::Changed)
+        .update(customers::table.find(ada.id), customers::ssn.eq(SSN))
+        .unwrap();
+    assert_eq!(change.changed, ["ssn"]);
     let records = log.records();
-    assert_eq!(records.len(), 3);
+    assert_eq!(records.len(), 4);
     assert_eq!(before(&records[1]), &json!({"plan": "free"}));
     assert_eq!(after(&records[1]), &json!({"plan": "pro"}));
-    assert_eq!(after(&records[2])["ssn"], "[redacted]");
-    log.verify();
+    let ssn_change = &records[2];
+    assert_eq!(ssn_change.changes.as_ref().unwrap().fields, ["ssn"]);
+    assert_eq!(before(ssn_change)["ssn"], fingerprint(SSN));
+    assert_eq!(after(ssn_change)["ssn"], fingerprint(OTHER_SSN));
+    assert_ne!(before(ssn_change), after(ssn_change));
+    assert_eq!(records[3].changes.as_ref().unwrap().fields, ["ssn"]);
+    assert_eq!(before(&records[3]), &json!({"ssn": fingerprint(OTHER_SSN)}));
+    assert_eq!(after(&records[3]), &json!({"ssn": fingerprint(SSN)}));
+    log.verify(); // and neither SSN appears in any record
 });
 
 both!(explicit_actions_and_plain_queries_in_the_transaction, |db, conn| {

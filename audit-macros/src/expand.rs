@@ -53,6 +53,8 @@ pub fn expand(plan: Plan) -> TokenStream {
         reason,
         refusal,
         returns,
+        failure_status,
+        into_response,
     } = plan;
     let ItemFn { attrs, vis, sig, block } = func;
     let is_async = sig.asyncness.is_some();
@@ -152,11 +154,47 @@ pub fn expand(plan: Plan) -> TokenStream {
         Refusal::Runtime => quote!(::core::option::Option::None),
         Refusal::Open => quote!(::core::option::Option::Some(::audit::__private::FailureMode::Warn)),
     };
-    let refusal = refusal_check(&refusal, &returns, &n, &action_lit, &category);
+    let refusal = refusal_check(
+        &refusal,
+        &returns,
+        into_response,
+        borrows(&sig.output),
+        &n,
+        &action_lit,
+        &category,
+    );
+    let resource_kind = match &resource {
+        Some((kind, _)) => quote!(::core::option::Option::Some(#kind)),
+        None => quote!(::core::option::Option::None),
+    };
+    let failure_status = match &failure_status {
+        Some(f) => {
+            let span = syn::spanned::Spanned::span(f);
+            quote_spanned!(span=> { let __audit_status: fn(u16) -> bool = #f; __audit_status })
+        }
+        None => quote!(::audit::__private::default_failure_status),
+    };
 
     let Names { call, ret, event, .. } = &n;
     let needs_update = !after.is_empty();
-    let success = quote!(#call.success(|#event: ::audit::__private::AuditEvent| #event #after););
+    let http = Ident::new("__audit_http", Span::mixed_site());
+    let success = quote!(#call.success(|#event: ::audit::__private::AuditEvent| #event #after, #http););
+    // What the returned value says of an HTTP response: the most specific of a known status,
+    // any response, or none (autoref specialization on the value's concrete type). A borrowed
+    // return value is not probed: trait selection ignores lifetimes, so `&'a str` would pick
+    // the impl for `&'static str` responses and then demand `'a: 'static`.
+    let borrowed = borrows(&sig.output);
+    let probe = if borrowed {
+        quote!(let #http = ::audit::__private::HttpShape::NotHttp;)
+    } else {
+        quote! {
+            let #http = {
+                #[allow(unused_imports)]
+                use ::audit::__private::{ProbeOther as _, ProbeResponse as _, ProbeStatus as _};
+                (&&&::audit::__private::Probe(&#ret)).audit_http()
+            };
+        }
+    };
     let parts = if parts.is_empty() {
         quote!(|#event: ::audit::__private::AuditEvent| #event)
     } else {
@@ -169,7 +207,11 @@ pub fn expand(plan: Plan) -> TokenStream {
             // is in scope here but the `reason` fn), so that a missing `Display` points there.
             let error = &Ident::new("__audit_error", *span);
             let reason = match &reason {
-                None => quote_spanned!(*span=> ::audit::__private::reason(#error)),
+                None => quote_spanned!(*span=> {
+                    #[allow(unused_imports)]
+                    use ::audit::__private::{ReasonDisplay as _, ReasonResponse as _, ReasonStatus as _};
+                    (&&&::audit::__private::ReasonOf(#error)).audit_reason()
+                }),
                 Some(Reason::Text(text)) => quote!(::audit::__private::display(#text)),
                 Some(Reason::With(f)) => {
                     let span = syn::spanned::Spanned::span(f);
@@ -182,7 +224,7 @@ pub fn expand(plan: Plan) -> TokenStream {
                     ::core::result::Result::Ok(#ok) => {
                         #success
                     }
-                    ::core::result::Result::Err(#error) => #call.failure(#reason),
+                    ::core::result::Result::Err(#error) => #call.failure(#reason, #http),
                 }
             }
         }
@@ -210,7 +252,7 @@ pub fn expand(plan: Plan) -> TokenStream {
         // that a type error in the body points at the user's expression.
         quote! {
             #captures
-            let #call = ::audit::__private::Call::new_async(#action_lit, #category, #mode, #parts);
+            let #call = ::audit::__private::Call::new_async(#action_lit, #category, #mode, #resource_kind, #failure_status, #parts);
             let (#ret, #call) = ::audit::__private::audited(#call, async move {
                 #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::empty_loop, clippy::let_unit_value, clippy::let_with_type_underscore)]
                 if false {
@@ -223,16 +265,21 @@ pub fn expand(plan: Plan) -> TokenStream {
     } else {
         quote! {
             #captures
-            let #call = ::audit::__private::Call::new(#action_lit, #category, #mode, #parts);
-            let #ret = ::audit::__private::run(move || -> #annotation #block);
+            let #call = ::audit::__private::Call::new(#action_lit, #category, #mode, #resource_kind, #failure_status, #parts);
+            let #ret = #call.run(move || -> #annotation #block);
         }
     };
+    // `-> impl IntoResponse`: the value becomes the response it stands for, whose status is
+    // then known (needs the `axum` feature of audit-log).
+    let convert = into_response.then(|| quote!(let #ret = ::audit::__private::into_response(#ret);));
 
     let body = quote! {
         #tracking
         #deprecation
         #refusal
         #run
+        #convert
+        #probe
         #outcome
         #ret
     };
@@ -249,6 +296,8 @@ pub fn expand(plan: Plan) -> TokenStream {
 fn refusal_check(
     refusal: &Refusal,
     returns: &Returns,
+    into_response: bool,
+    borrowed: bool,
     n: &Names,
     action: &LitStr,
     category: &TokenStream,
@@ -257,8 +306,19 @@ fn refusal_check(
         refused, refusal: r, ..
     } = n;
     let is_result = matches!(returns, Returns::Result { .. });
+    let mode = match refusal {
+        Refusal::Closed(_) => quote!(::core::option::Option::Some(::audit::__private::FailureMode::Refuse)),
+        _ => quote!(::core::option::Option::None),
+    };
     match refusal {
         Refusal::Open => TokenStream::new(),
+        // A handler answers 503 instead of running.
+        _ if into_response => quote! {
+            if let ::core::result::Result::Err(#refused) = ::audit::__private::ensure_sink(#mode) {
+                ::audit::__private::refused_attempt(#action, #category);
+                return ::audit::__private::refusal_response(#refused);
+            }
+        },
         Refusal::Closed(span) if is_result => {
             // Spanned at `fail_closed` so that a missing `From<AuditError>` points there.
             let refused = Ident::new("__audit_refused", *span);
@@ -272,29 +332,63 @@ fn refusal_check(
                 }
             }
         }
-        Refusal::Closed(_) => quote! {
-            if let ::core::result::Result::Err(#refused) = ::audit::__private::ensure_sink(
-                ::core::option::Option::Some(::audit::__private::FailureMode::Refuse),
-            ) {
-                ::audit::__private::refuse_by_panic(#action, #category, #refused);
-            }
-        },
         Refusal::Runtime if is_result => quote! {
             if let ::core::result::Result::Err(#refused) = ::audit::__private::ensure_sink(::core::option::Option::None) {
                 #[allow(unused_imports)]
-                use ::audit::__private::{RefuseWithError as _, RefuseWithPanic as _};
+                use ::audit::__private::{RefuseWithError as _, RefuseWithPanic as _, RefuseWithResponse as _};
                 let #r = ::audit::__private::Refusal::new(#action, #category, #refused);
                 if false {
                     // Names the error type of the fn for the line below.
                     return ::core::result::Result::Err(#r.error_type());
                 }
-                return ::core::result::Result::Err((&&#r).audit_refusal());
+                return ::core::result::Result::Err((&&&#r).audit_refusal());
             }
         },
-        Refusal::Runtime => quote! {
-            if let ::core::result::Result::Err(#refused) = ::audit::__private::ensure_sink(::core::option::Option::None) {
-                ::audit::__private::refuse_by_panic(#action, #category, #refused);
-            }
+        // Another return type answers the refusal where it can (a 503 response), else panics.
+        Refusal::Closed(_) | Refusal::Runtime => match returns {
+            Returns::Value { annotation } if !infers(annotation) && !borrowed => quote! {
+                if let ::core::result::Result::Err(#refused) = ::audit::__private::ensure_sink(#mode) {
+                    #[allow(unused_imports)]
+                    use ::audit::__private::{RefuseAsPanic as _, RefuseAsValue as _};
+                    let #r = ::audit::__private::Refused::<#annotation>::new(#action, #category, #refused);
+                    return (&&#r).audit_refusal();
+                }
+            },
+            _ => quote! {
+                if let ::core::result::Result::Err(#refused) = ::audit::__private::ensure_sink(#mode) {
+                    ::audit::__private::refuse_by_panic(#action, #category, #refused);
+                }
+            },
         },
     }
+}
+
+/// True when a type annotation leaves part of the type to inference (`impl Trait`, `!`):
+/// such a return type cannot be named to build a refusal of it.
+fn infers(ty: &syn::Type) -> bool {
+    struct Finds(bool);
+    impl<'a> syn::visit::Visit<'a> for Finds {
+        fn visit_type_infer(&mut self, _: &'a syn::TypeInfer) {
+            self.0 = true;
+        }
+    }
+    let mut finds = Finds(false);
+    syn::visit::Visit::visit_type(&mut finds, ty);
+    finds.0
+}
+
+/// True when the return type holds a reference or a lifetime (see the probe in [`expand`]).
+fn borrows(output: &syn::ReturnType) -> bool {
+    struct Finds(bool);
+    impl<'a> syn::visit::Visit<'a> for Finds {
+        fn visit_type_reference(&mut self, _: &'a syn::TypeReference) {
+            self.0 = true;
+        }
+        fn visit_lifetime(&mut self, _: &'a syn::Lifetime) {
+            self.0 = true;
+        }
+    }
+    let mut finds = Finds(false);
+    syn::visit::Visit::visit_return_type(&mut finds, output);
+    finds.0
 }

@@ -37,13 +37,15 @@
 //! assert!(update_billing("cust_1", "").is_err());
 //!
 //! let customer = Customer { id: 7, name: "Ada".into(), tax_id: "DE123".into() };
-//! assert_eq!(customer.audit_snapshot()["tax_id"], "[redacted]");
+//! // A keyed fingerprint: a change of the tax id shows, the tax id never does.
+//! assert_eq!(customer.audit_snapshot()["tax_id"], audit::fingerprint("DE123"));
 //! # }
 //! ```
 //!
 //! The actions come from the vocabulary file `audit.toml` (see the `audit-vocab` crate),
 //! checked at compile time.
 
+mod actions;
 mod errors;
 mod expand;
 mod model;
@@ -165,6 +167,40 @@ pub fn audited(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// An action of the vocabulary as a typed `audit::Action`, with the category `audit.toml`
+/// gives it: an unknown name is a compile error (with a "did you mean"), a deprecated one a
+/// warning. Events built from it need no check at run time.
+///
+/// ```
+/// let login = audit::action!("user.login");
+/// assert_eq!(login.category(), audit::Category::Authentication);
+/// let event = audit::AuditEvent::of(login).failure("invalid password");
+/// # drop(event);
+/// ```
+#[proc_macro]
+pub fn action(input: TokenStream) -> TokenStream {
+    match syn::parse::<actions::ActionArg>(input) {
+        Ok(arg) => actions::action(arg, &vocab::Origin::current()).into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// The crate's vocabulary (`audit.toml`) compiled into the binary, as an
+/// `audit::CompiledVocabulary`: install it
+/// (`AuditLayer::builder(store).vocabulary(audit::vocabulary!())`) and every action given as
+/// a string (`AuditEvent::new("...", ..)`, audit-diesel's defaults) is checked against it when
+/// its event is emitted.
+///
+/// ```
+/// let vocabulary = audit::vocabulary!();
+/// assert!(vocabulary.get("billing.update").is_some());
+/// assert_eq!(vocabulary.suggest("biling.update"), Some("billing.update"));
+/// ```
+#[proc_macro]
+pub fn vocabulary(input: TokenStream) -> TokenStream {
+    actions::vocabulary(input.into(), &vocab::Origin::current()).into()
+}
+
 /// Implements `audit::AuditModel` for a struct: its resource type, its id, and redacted
 /// before/after snapshots for `changes`.
 ///
@@ -178,7 +214,7 @@ pub fn audited(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///     customer_id: String,
 ///     #[audit(rename = "full_name")]   // its key in snapshots
 ///     name: String,
-///     #[audit(redact)]                 // written as "[redacted]"
+///     #[audit(redact)]                 // written as a keyed fingerprint, never the value
 ///     ssn: String,
 ///     #[audit(skip)]                   // left out of snapshots
 ///     cached_html: String,
@@ -187,10 +223,15 @@ pub fn audited(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// let c = Customer { customer_id: "cust_1".into(), name: "Ada".into(), ssn: "078-05-1120".into(), cached_html: String::new() };
 /// assert_eq!(Customer::RESOURCE_TYPE, "customer");
 /// assert_eq!(c.audit_id(), "cust_1");
-/// assert_eq!(c.audit_snapshot(), serde_json::json!({"customer_id": "cust_1", "full_name": "Ada", "ssn": "[redacted]"}));
+/// assert_eq!(c.audit_snapshot(), serde_json::json!({"customer_id": "cust_1", "full_name": "Ada", "ssn": audit::fingerprint("078-05-1120")}));
 /// ```
 ///
-/// Every field that is neither redacted nor skipped must implement `serde::Serialize`; the id
+/// The struct's `#[audit(...)]` may name the actions of its changes (`create = "..."`,
+/// `update = "..."`, `delete = "..."`, or `false`); by default they are `<resource>.create`
+/// and so on, looked up in `audit.toml` at compile time (see `audit::ModelAction`).
+///
+/// Every field that is not skipped must implement `serde::Serialize` (a redacted one for its
+/// fingerprint, over its JSON text); the id
 /// field must implement `Display`.
 #[proc_macro_derive(AuditModel, attributes(audit))]
 pub fn derive_audit_model(input: TokenStream) -> TokenStream {

@@ -7,8 +7,11 @@ use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, Ident, LitStr, Member, Type};
 
 use crate::errors::Errors;
+use crate::validate::check_action;
+use crate::vocab::{self, Origin};
 
-const STRUCT_KEYS: &[&str] = &["resource"];
+const STRUCT_KEYS: &[&str] = &["resource", "create", "update", "delete"];
+const OPERATIONS: [&str; 3] = ["create", "update", "delete"];
 const FIELD_KEYS: &[&str] = &["id", "redact", "skip", "rename"];
 
 /// What a field says about itself.
@@ -28,12 +31,30 @@ struct Field {
     attrs: FieldAttrs,
 }
 
+/// What the struct names as the action of one operation.
+enum Named {
+    /// An action of the vocabulary.
+    Action(LitStr),
+    /// `false`: no default action is expected for it.
+    Not,
+}
+
+/// What the struct's `#[audit(...)]` says.
+#[derive(Default)]
+struct StructAttrs {
+    resource: Option<LitStr>,
+    /// Per operation (`create`, `update`, `delete`), the action named instead of the default.
+    actions: [Option<Named>; 3],
+}
+
 /// A validated model.
 struct Model {
     input: DeriveInput,
     resource: String,
     id: Member,
     fields: Vec<Field>,
+    /// Per operation, the action as found in the vocabulary.
+    actions: [TokenStream; 3],
 }
 
 /// The derive's entry point.
@@ -47,8 +68,8 @@ pub fn derive(input: DeriveInput) -> TokenStream {
 
 // ---- parse ----
 
-fn parse_struct_attrs(input: &DeriveInput, errors: &mut Errors) -> Option<LitStr> {
-    let mut resource: Option<LitStr> = None;
+fn parse_struct_attrs(input: &DeriveInput, errors: &mut Errors) -> StructAttrs {
+    let mut out = StructAttrs::default();
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("audit")) {
         let result = attr.parse_nested_meta(|meta| {
             let key = meta.path.get_ident().map(Ident::to_string).unwrap_or_default();
@@ -60,10 +81,39 @@ fn parse_struct_attrs(input: &DeriveInput, errors: &mut Errors) -> Option<LitStr
                             "`resource` takes a string literal, as in `#[audit(resource = \"customer\")]`",
                         )
                     })?;
-                    if resource.is_some() {
+                    if out.resource.is_some() {
                         errors.at(meta.path.span(), "duplicate `resource`");
                     }
-                    resource = Some(lit);
+                    out.resource = Some(lit);
+                    Ok(())
+                }
+                "create" | "update" | "delete" => {
+                    let index = OPERATIONS.iter().position(|o| *o == key).expect("listed");
+                    let value = meta.value()?;
+                    let named = if value.peek(syn::LitBool) {
+                        let b: syn::LitBool = value.parse()?;
+                        if b.value {
+                            return Err(syn::Error::new(
+                                b.span(),
+                                format!("`{key}` takes an action name, or `false` for none"),
+                            ));
+                        }
+                        Named::Not
+                    } else {
+                        Named::Action(value.parse().map_err(|e| {
+                            syn::Error::new(
+                                e.span(),
+                                format!(
+                                    "`{key}` takes the action recording it, as in `#[audit({key} = \"billing.{key}\")]`, \
+                                     or `false`"
+                                ),
+                            )
+                        })?)
+                    };
+                    if out.actions[index].is_some() {
+                        errors.at(meta.path.span(), format!("duplicate `{key}`"));
+                    }
+                    out.actions[index] = Some(named);
                     Ok(())
                 }
                 _ => Err(meta.error(unknown("struct", &key, STRUCT_KEYS))),
@@ -73,7 +123,45 @@ fn parse_struct_attrs(input: &DeriveInput, errors: &mut Errors) -> Option<LitStr
             errors.push(e);
         }
     }
-    resource
+    out
+}
+
+/// Each operation's action, looked up in the vocabulary: a name the struct gives must be
+/// declared (a compile error otherwise); a default name the vocabulary lacks is `Missing`, so
+/// that only an operation actually recorded under it fails to compile.
+fn actions(resource: &str, named: [Option<Named>; 3], origin: &Origin, errors: &mut Errors) -> [TokenStream; 3] {
+    let loaded = vocab::locate(origin, None)
+        .ok()
+        .and_then(|path| vocab::load(&path).ok());
+    let mut out: [TokenStream; 3] = Default::default();
+    for (i, (operation, named)) in OPERATIONS.iter().zip(named).enumerate() {
+        out[i] = match named {
+            Some(Named::Not) => quote!(::audit::__private::ModelAction::Unchecked),
+            Some(Named::Action(lit)) => match check_action(&lit, None, origin, errors) {
+                Some((category, _, _)) => checked(&lit.value(), category),
+                None => quote!(::audit::__private::ModelAction::Unchecked),
+            },
+            None => {
+                let name = format!("{resource}.{operation}");
+                match loaded.as_ref().map(|l| l.vocab.get(&name)) {
+                    Some(Some(action)) => checked(&name, action.category),
+                    Some(None) => quote!(::audit::__private::ModelAction::Missing(#name)),
+                    // No vocabulary to check against: checked at run time.
+                    None => quote!(::audit::__private::ModelAction::Unchecked),
+                }
+            }
+        };
+    }
+    out
+}
+
+fn checked(name: &str, category: audit_vocab::Category) -> TokenStream {
+    let category = Ident::new(category.variant_name(), Span::call_site());
+    quote! {
+        ::audit::__private::ModelAction::Checked(
+            ::audit::__private::Action::__checked(#name, ::audit::__private::Category::#category)
+        )
+    }
 }
 
 fn parse_field_attrs(field: &syn::Field, errors: &mut Errors) -> FieldAttrs {
@@ -131,7 +219,10 @@ fn unknown(place: &str, key: &str, expected: &[&str]) -> String {
 // ---- validate ----
 
 fn validate(input: DeriveInput, errors: &mut Errors) -> Option<Model> {
-    let resource_lit = parse_struct_attrs(&input, errors);
+    let StructAttrs {
+        resource: resource_lit,
+        actions: named,
+    } = parse_struct_attrs(&input, errors);
     let data = match &input.data {
         Data::Struct(s) => s,
         Data::Enum(e) => {
@@ -177,7 +268,7 @@ fn validate(input: DeriveInput, errors: &mut Errors) -> Option<Model> {
         if let (Some(_), Some(skip)) = (attrs.redact, attrs.skip) {
             errors.at(
                 skip,
-                "a field is either redacted (kept as \"[redacted]\") or skipped (left out), not both",
+                "a field is either redacted (kept as a fingerprint) or skipped (left out), not both",
             );
         }
         if let (Some(_), Some(redact)) = (attrs.id, attrs.redact) {
@@ -246,11 +337,13 @@ fn validate(input: DeriveInput, errors: &mut Errors) -> Option<Model> {
         Some(lit) => lit.value(),
         None => snake_case(&input.ident.to_string()),
     };
+    let actions = actions(&resource, named, &Origin::current(), errors);
     Some(Model {
         resource,
         id: id?,
         fields,
         input,
+        actions,
     })
 }
 
@@ -277,6 +370,7 @@ fn expand(model: Model) -> TokenStream {
         resource,
         id,
         fields,
+        actions: [create, update, delete],
     } = model;
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
@@ -301,19 +395,16 @@ fn expand(model: Model) -> TokenStream {
             skipped.push(name.clone());
             continue;
         }
-        if f.attrs.redact.is_some() {
-            redacted.push(name.clone());
-            inserts.push(quote! {
-                #map.insert(
-                    ::std::string::String::from(#name),
-                    ::audit::__private::serde_json::Value::String(::std::string::String::from(::audit::__private::REDACTED)),
-                );
-            });
-            continue;
-        }
         let ty = &f.ty;
         if mentions_generic(ty) {
             bounds.push(quote_spanned!(ty.span()=> #ty: ::audit::__private::Serialize));
+        }
+        if f.attrs.redact.is_some() {
+            // A keyed fingerprint: a change shows, the value never does.
+            redacted.push(name.clone());
+            let value = quote_spanned!(f.span=> ::audit::__private::fingerprint(&self.#member));
+            inserts.push(quote!(#map.insert(::std::string::String::from(#name), #value);));
+            continue;
         }
         let value = quote_spanned!(f.span=> ::audit::__private::to_json(&self.#member));
         inserts.push(quote!(#map.insert(::std::string::String::from(#name), #value);));
@@ -340,6 +431,9 @@ fn expand(model: Model) -> TokenStream {
             const RESOURCE_TYPE: &'static str = #resource;
             const REDACTED_FIELDS: &'static [&'static str] = &[#(#redacted),*];
             const SKIPPED_FIELDS: &'static [&'static str] = &[#(#skipped),*];
+            const CREATE_ACTION: ::audit::__private::ModelAction = #create;
+            const UPDATE_ACTION: ::audit::__private::ModelAction = #update;
+            const DELETE_ACTION: ::audit::__private::ModelAction = #delete;
 
             fn audit_id(&self) -> ::std::string::String {
                 #id_value

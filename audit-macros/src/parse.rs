@@ -20,6 +20,7 @@ pub const ARGUMENTS: &[&str] = &[
     "reason",
     "fail_closed",
     "fail_open",
+    "failure_status",
     "vocabulary",
 ];
 
@@ -74,6 +75,7 @@ pub struct Args {
     pub reason: Option<(Ident, Reason)>,
     pub fail_closed: Option<Ident>,
     pub fail_open: Option<Ident>,
+    pub failure_status: Option<Expr>,
     pub vocabulary: Option<LitStr>,
     /// Every argument written, well-formed or not (and what a misspelled one probably meant),
     /// so that validation does not report a malformed argument as missing too.
@@ -177,6 +179,16 @@ fn one(input: ParseStream, args: &mut Args, seen: &mut Vec<String>) -> syn::Resu
             args.reason = Some((key, reason));
         }
         "context" => args.context = context(input, &key)?,
+        "failure_status" => {
+            equals(input, &key, "failure_status = |status| status >= 500")?;
+            args.failure_status = Some(input.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "`failure_status` takes a fn of the HTTP status (`u16`) saying whether it is a failure, as in \
+                     `failure_status = |status| status >= 500`",
+                )
+            })?);
+        }
         "fail_closed" | "fail_open" => {
             if input.peek(Token![=]) || input.peek(syn::token::Paren) {
                 let _ = skip_value(input);

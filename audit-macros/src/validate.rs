@@ -55,6 +55,11 @@ pub struct Plan {
     pub reason: Option<Reason>,
     pub refusal: Refusal,
     pub returns: Returns,
+    /// Which HTTP statuses make the call a failure (`failure_status = ...`).
+    pub failure_status: Option<syn::Expr>,
+    /// The fn returns `impl IntoResponse`: the body's value is turned into the response it
+    /// stands for, so that its status is known (and a refusal can answer 503).
+    pub into_response: bool,
 }
 
 /// Checks everything, reporting every problem into `errors`; `None` when any was found.
@@ -169,6 +174,24 @@ pub fn validate(args: Args, func: ItemFn, origin: &Origin, errors: &mut Errors) 
         (None, None) => Refusal::Runtime,
     };
 
+    for entry in &args.context {
+        if STANDARD_CONTEXT_KEYS.contains(&entry.key.as_str()) {
+            continue;
+        }
+        if let Some(standard) = near_miss(&entry.key) {
+            errors.at(
+                entry.key_span,
+                format!(
+                    "context key `{}` is a near miss of the standard key `{standard}`: write `{standard}` (a key \
+                     of your own must not look like a standard one, or searches for `{standard}` miss it)",
+                    entry.key
+                ),
+            );
+        }
+    }
+
+    let into_response = returns_impl_into_response(&func.sig.output);
+
     if !errors.is_empty() {
         return None;
     }
@@ -185,12 +208,46 @@ pub fn validate(args: Args, func: ItemFn, origin: &Origin, errors: &mut Errors) 
         reason,
         refusal,
         returns,
+        failure_status: args.failure_status,
+        into_response,
     })
 }
 
-type Checked = (audit_vocab::Category, Option<String>, PathBuf);
+/// The context members every record may have; a free key that misspells one is an error.
+const STANDARD_CONTEXT_KEYS: &[&str] = &["ip", "user_agent", "request_id", "session_id", "trace_id"];
 
-fn check_action(lit: &LitStr, attribute: Option<&LitStr>, origin: &Origin, errors: &mut Errors) -> Option<Checked> {
+/// The standard context key `key` misspells: the same once case and separators are set
+/// aside (`requestId`, `Request-ID`), or, for keys long enough not to be words of their own,
+/// within two edits (`reqest_id`).
+fn near_miss(key: &str) -> Option<&'static str> {
+    let plain = |k: &str| {
+        k.chars()
+            .filter(|c| c.is_alphanumeric())
+            .collect::<String>()
+            .to_lowercase()
+    };
+    if let Some(standard) = STANDARD_CONTEXT_KEYS.iter().find(|s| plain(s) == plain(key)) {
+        return Some(standard);
+    }
+    if key.len() < 6 {
+        return None;
+    }
+    audit_vocab::did_you_mean(key, STANDARD_CONTEXT_KEYS.iter().copied())
+}
+
+/// True for `-> impl IntoResponse` (any path ending in `IntoResponse`).
+fn returns_impl_into_response(output: &ReturnType) -> bool {
+    let ReturnType::Type(_, ty) = output else { return false };
+    let Type::ImplTrait(t) = &**ty else { return false };
+    t.bounds.iter().any(|b| match b {
+        syn::TypeParamBound::Trait(t) => t.path.segments.last().is_some_and(|s| s.ident == "IntoResponse"),
+        _ => false,
+    })
+}
+
+pub type Checked = (audit_vocab::Category, Option<String>, PathBuf);
+
+pub fn check_action(lit: &LitStr, attribute: Option<&LitStr>, origin: &Origin, errors: &mut Errors) -> Option<Checked> {
     let name = lit.value();
     let path = match vocab::locate(origin, attribute.map(LitStr::value).as_deref()) {
         Ok(path) => path,

@@ -98,7 +98,13 @@ impl AuditEvent {
     }
 
     /// Records this event with an explicit failure mode for this one call.
-    pub fn emit_with(self, mode: FailureMode) -> Result<(), AuditError> {
+    pub fn emit_with(mut self, mode: FailureMode) -> Result<(), AuditError> {
+        if !self.checked {
+            crate::action::check(&mut self, mode)?;
+        }
+        if let Some(shared) = crate::SharedScope::current() {
+            shared.note_recorded();
+        }
         let claim = dispatch(&self);
         let (undelivered, reason) = match claim {
             Some(claim) => match claim.shared.send(self, AuditScope::current(), claim.span) {

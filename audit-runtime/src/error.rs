@@ -18,6 +18,16 @@ pub enum AuditError {
         /// Why: no audit layer for this thread, the queue stayed full, the store is failing.
         reason: String,
     },
+    /// The action is not in the vocabulary compiled into the binary (see
+    /// [`install_vocabulary`](crate::install_vocabulary)), under
+    /// [`FailureMode::Refuse`](crate::FailureMode::Refuse).
+    #[error("{message}")]
+    UnknownAction {
+        /// The action as given.
+        action: String,
+        /// What is wrong, with a suggestion when one is close.
+        message: String,
+    },
     /// The writer failed to make events durable.
     #[error("audit writer failed: {0}")]
     Writer(#[from] StoreError),

@@ -8,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
+use crate::action::Action;
 
 /// What kind of principal performed an action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -323,11 +324,17 @@ pub struct AuditEvent {
     pub(crate) tenant: Option<String>,
     pub(crate) changes: Option<Changes>,
     pub(crate) id: Option<uuid::Uuid>,
+    /// The action and category come from the vocabulary already (a typed [`Action`]).
+    pub(crate) checked: bool,
 }
 
 impl AuditEvent {
     /// A successful `action` of `category`, timestamped now. Actor, tenant and context not set
     /// here are taken from the ambient [`AuditScope`](crate::AuditScope) when emitted.
+    ///
+    /// The action is checked when the event is emitted against the vocabulary compiled into
+    /// the binary, if one is installed (see [`install_vocabulary`](crate::install_vocabulary)):
+    /// prefer [`AuditEvent::of`] with `audit::action!`, checked at compile time.
     pub fn new(action: impl Into<Cow<'static, str>>, category: Category) -> Self {
         AuditEvent {
             timestamp: Timestamp::now(),
@@ -340,7 +347,25 @@ impl AuditEvent {
             tenant: None,
             changes: None,
             id: None,
+            checked: false,
         }
+    }
+
+    /// A successful event of a typed action, whose name and category the vocabulary gave at
+    /// compile time (`audit::action!("user.login")`), timestamped now.
+    pub fn of(action: Action) -> Self {
+        AuditEvent {
+            checked: true,
+            ..AuditEvent::new(action.name(), action.category())
+        }
+    }
+
+    /// Marks the action as checked against the vocabulary already, for events replayed from
+    /// where they were checked when they happened (an outbox relay): the emit-time check is
+    /// skipped. Anything else should use [`AuditEvent::of`] with `audit::action!`.
+    pub fn assume_checked(mut self) -> Self {
+        self.checked = true;
+        self
     }
 
     /// Fixes the event's id (a UUIDv7) instead of letting the writer assign one: an outbox
@@ -445,6 +470,11 @@ impl AuditEvent {
     /// The category.
     pub fn category_of(&self) -> Category {
         self.category
+    }
+
+    /// The resource, if set.
+    pub fn resource_of(&self) -> Option<&Resource> {
+        self.resource.as_ref()
     }
 
     /// The outcome.

@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+mod action;
 pub mod copy;
 mod emit;
 mod error;
@@ -38,6 +39,7 @@ mod limits;
 pub mod model;
 pub mod query;
 pub mod record;
+pub mod redact;
 pub mod retention;
 mod scope;
 pub mod store;
@@ -51,6 +53,9 @@ pub use audit_chain::{
     ChainHash, ChainHead, DEFAULT_CHAIN, Seal, StoredRecord, StoredSeal, Timestamp, check_continues,
 };
 
+pub use action::{
+    Action, CompiledVocabulary, VocabularyEntry, install_vocabulary, installed_vocabulary, unknown_action_count,
+};
 pub use emit::{FailureMode, ensure_sink, failure_mode, set_failure_mode, sink_is_healthy, undelivered_count};
 pub use error::{AuditError, StoreError};
 pub use event::{
@@ -58,9 +63,13 @@ pub use event::{
 };
 pub use layer::AuditLayer;
 pub use limits::Limits;
-pub use model::AuditModel;
+pub use model::{AuditModel, ModelAction};
 pub use record::Record;
-pub use scope::{AuditScope, ScopeGuard, Scoped, WithAuditScope};
+pub use redact::{fingerprint, set_fingerprint_key};
+pub use scope::{
+    AuditScope, ChangeSlot, CollectGuard, HeldEvent, RESPONSE_ERROR, ScopeGuard, Scoped, SharedScope, SharedScoped,
+    WithAuditScope,
+};
 pub use store::file::{FileSource, FileStore, FileStoreOptions};
 pub use store::{SetAside, Store, SyncJob};
 pub use writer::{AuditLayerBuilder, OnFull, StoreFailure, WriterGuard};

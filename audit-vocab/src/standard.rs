@@ -29,8 +29,8 @@ impl StandardAction {
 macro_rules! standard {
     ($($name:literal, $category:ident, $description:literal;)*) => {
         /// The always-log set of DESIGN.md: logins, logouts, MFA challenges, password changes,
-        /// role grants and revocations, permission updates, impersonation, data exports and
-        /// account deletions. Failed attempts of each are recorded under the same action with
+        /// role grants and revocations, permission updates, impersonation, data exports,
+        /// account deletions, and requests refused at the edge (401, 403). Failed attempts of each are recorded under the same action with
         /// outcome `failure` (which `#[audited]` does automatically for an `Err` or a panic), so
         /// "every failed login" is `action = user.login` and `outcome.status = failure`.
         pub const STANDARD_ACTIONS: &[StandardAction] = &[
@@ -54,6 +54,8 @@ standard! {
     "user.impersonate", Admin, "An administrator started acting as another principal.";
     "data.export", Admin, "Data was exported out of the system (reports, bulk downloads, customer exports).";
     "account.delete", Admin, "An account was deleted.";
+    "access.unauthenticated", Authentication, "A request without valid credentials was refused (HTTP 401).";
+    "access.denied", Authorization, "A request was refused for lack of rights (HTTP 403).";
 }
 
 #[cfg(test)]
@@ -70,6 +72,6 @@ mod tests {
                 s.name
             );
         }
-        assert_eq!(STANDARD_ACTIONS.len(), 10);
+        assert_eq!(STANDARD_ACTIONS.len(), 12);
     }
 }

@@ -52,6 +52,30 @@ pub struct NewCustomer {
 }
 
 pub const SSN: &str = "078-05-1120";
+/// A second SSN, for changes of the redacted field.
+pub const OTHER_SSN: &str = "219-09-9999";
+
+/// What a snapshot shows of a redacted value: its keyed fingerprint under this process's key,
+/// `"[redacted:hmac-sha256:<32 hex>]"`.
+pub fn fingerprint(value: &str) -> serde_json::Value {
+    let fp = audit_runtime::fingerprint(value);
+    assert_fingerprint(&fp);
+    fp
+}
+
+/// Asserts that `value` is a redaction fingerprint (and so not a raw value).
+pub fn assert_fingerprint(value: &serde_json::Value) {
+    let text = value.as_str().unwrap_or_default();
+    let hex = text
+        .strip_prefix("[redacted:hmac-sha256:")
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or_else(|| panic!("not a redaction fingerprint: {value}"));
+    assert!(
+        hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "not a redaction fingerprint: {value}"
+    );
+    assert!(audit_runtime::redact::is_redacted(value));
+}
 
 pub fn new_customer(name: &str, plan: &str) -> NewCustomer {
     NewCustomer {
@@ -190,7 +214,8 @@ impl Log {
         read_records(self.path())
     }
 
-    /// Verifies the chains and checks that no raw SSN reached the log.
+    /// Verifies the chains and checks that no raw SSN (neither [`SSN`] nor [`OTHER_SSN`]) reached
+    /// the log.
     pub fn verify(&self) -> audit_runtime::verify::VerifyReport {
         self.guard.flush().unwrap();
         verify_dir(self.path())
@@ -212,7 +237,9 @@ pub fn verify_dir(dir: &Path) -> audit_runtime::verify::VerifyReport {
     assert!(damages.is_empty(), "damage found: {damages:#?}");
     for entry in walk(dir) {
         let text = std::fs::read_to_string(&entry).unwrap_or_default();
-        assert!(!text.contains(SSN), "a raw SSN reached the log in {}", entry.display());
+        for raw in [SSN, OTHER_SSN] {
+            assert!(!text.contains(raw), "a raw SSN reached the log in {}", entry.display());
+        }
     }
     report
 }

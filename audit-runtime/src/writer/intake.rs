@@ -133,7 +133,7 @@ impl Intake {
         let Pending { mut event, scope, span } = pending;
         let limits = self.limits;
         if let Some(scope) = &scope {
-            let data = &scope.0;
+            let data = &scope.data;
             if event.actor.is_none() {
                 event.actor.clone_from(&data.actor);
             }

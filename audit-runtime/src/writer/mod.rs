@@ -264,6 +264,7 @@ pub struct AuditLayerBuilder<S> {
     on_store_failure: StoreFailure,
     shutdown_grace: Duration,
     limits: Limits,
+    vocabulary: Option<crate::CompiledVocabulary>,
 }
 
 impl AuditLayer {
@@ -280,6 +281,7 @@ impl AuditLayer {
             on_store_failure: StoreFailure::Retry,
             shutdown_grace: Duration::from_secs(10),
             limits: Limits::default(),
+            vocabulary: None,
         }
     }
 }
@@ -332,6 +334,14 @@ impl<S: Store> AuditLayerBuilder<S> {
         self
     }
 
+    /// The vocabulary compiled into the binary (`audit::vocabulary!()`): actions given as
+    /// strings are checked against it when emitted (see
+    /// [`install_vocabulary`](crate::install_vocabulary)).
+    pub fn vocabulary(mut self, vocabulary: crate::CompiledVocabulary) -> Self {
+        self.vocabulary = Some(vocabulary);
+        self
+    }
+
     /// Size limits of each event's members (see [`Limits`]).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -346,6 +356,9 @@ impl<S: Store> AuditLayerBuilder<S> {
                 "these limits allow records of {longest} bytes, more than the {} bytes readers take: lower them",
                 audit_chain::read::MAX_LINE_BYTES
             )));
+        }
+        if let Some(vocabulary) = self.vocabulary {
+            crate::install_vocabulary(vocabulary);
         }
         let heads = self.store.heads()?;
         let (tx, rx) = bounded(self.capacity);

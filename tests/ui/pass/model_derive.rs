@@ -37,6 +37,7 @@ pub struct Versioned<T, Id> {
 }
 
 fn main() {
+    audit::set_fingerprint_key(b"a deployment key of enough bytes").unwrap();
     let before = Customer {
         id: 7,
         name: "Ada".into(),
@@ -52,8 +53,15 @@ fn main() {
     assert_eq!(after.audit_id(), "7");
     assert_eq!(
         after.audit_snapshot(),
-        serde_json::json!({"id": 7, "full_name": "Ada", "ssn": "[redacted]", "tags": ["vip"]})
+        serde_json::json!({"id": 7, "full_name": "Ada", "ssn": audit::fingerprint("078-05-1120"), "tags": ["vip"]})
     );
+    assert!(!after.audit_snapshot().to_string().contains("078-05-1120"));
+    // The default actions, found in the vocabulary at compile time.
+    assert_eq!(
+        Customer::CREATE_ACTION,
+        audit::ModelAction::Checked(audit::action!("customer.create"))
+    );
+    assert_eq!(BillingPlan::CREATE_ACTION, audit::ModelAction::Missing("billing_plan.create"));
     let event = AuditEvent::new("customer.update", Category::Mutation).model_change(Some(&before), Some(&after));
     drop(event);
 
@@ -80,6 +88,6 @@ fn main() {
     assert_eq!(v.audit_id(), "v1");
     assert_eq!(
         v.audit_snapshot(),
-        serde_json::json!({"id": "v1", "value": 5, "secret": "[redacted]"})
+        serde_json::json!({"id": "v1", "value": 5, "secret": audit::fingerprint(&6u8)})
     );
 }
