@@ -66,12 +66,40 @@ pub(crate) struct Statements {
 /// [`RetentionTarget`]: audit_runtime::retention::RetentionTarget
 pub struct PgStore {
     pub(crate) config: PgConfig,
-    pub(crate) client: Client,
+    pub(crate) client: OwnThreadClient,
     pub(crate) statements: Statements,
     pub(crate) partitions: HashSet<i32>,
     /// Whether this connection acts as the schema owner, who creates partitions for any
     /// month (the application may only through `audit_ensure_partition`, for months near now).
     pub(crate) owner: bool,
+}
+
+/// The synchronous client, closed on a thread of its own when dropped: closing runs the
+/// client's own runtime, which tokio refuses to start on a thread that drives async tasks (see
+/// [`PgStore::with_config`]).
+pub(crate) struct OwnThreadClient(Option<Client>);
+
+impl std::ops::Deref for OwnThreadClient {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.0.as_ref().expect("the client is taken only on drop")
+    }
+}
+
+impl std::ops::DerefMut for OwnThreadClient {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0.as_mut().expect("the client is taken only on drop")
+    }
+}
+
+impl Drop for OwnThreadClient {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            std::thread::scope(|s| {
+                s.spawn(move || drop(client));
+            });
+        }
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -115,8 +143,20 @@ impl PgStore {
         })
     }
 
-    /// Connects with `config`.
+    /// Connects with `config`. Works from any thread, async code included.
     pub fn with_config(config: PgConfig) -> Result<Self, StoreError> {
+        // The synchronous client drives its connection on a runtime of its own, which tokio
+        // refuses to start on a thread that runs async tasks: an async `main` opening its
+        // store would panic. Connecting on a thread of its own works from anywhere; after
+        // that the store lives on the writer thread (or the blocking pool, for reads).
+        std::thread::scope(|s| {
+            s.spawn(move || Self::connect_on_this_thread(config))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    fn connect_on_this_thread(config: PgConfig) -> Result<Self, StoreError> {
         check_schema_name(&config.schema)?;
         let name = describe(&config);
         let err = |e: postgres::Error| StoreError::Io {
@@ -164,7 +204,8 @@ impl PgStore {
                 .map_err(err)?,
             head: client
                 .prepare(&format!(
-                    "SELECT seq, hash, nullif(ts, '-infinity') FROM \"{s}\".audit_heads WHERE chain = $1 AND seq > 0"
+                    "SELECT seq, hash, nullif(ts, '-infinity') FROM \"{s}\".audit_heads
+                     WHERE \"{s}\".audit_key(chain) = \"{s}\".audit_key($1) AND chain = $1 AND seq > 0"
                 ))
                 .map_err(err)?,
             insert_seal: client
@@ -184,7 +225,7 @@ impl PgStore {
             .get(0);
         let mut store = PgStore {
             config,
-            client,
+            client: OwnThreadClient(Some(client)),
             statements,
             partitions: HashSet::new(),
             owner,

@@ -30,11 +30,15 @@
 //! connect when the schema is behind (a role without DDL rights simply finds it current):
 //! - `audit_records`: `chain, seq, ts, tenant, action, category, actor_id, resource_type,
 //!   resource_id, outcome, id, line` (the exact bytes), `hash, prev_hash`; range-partitioned
-//!   by `ts`, one partition per month (`audit_records_pYYYYMM`), created on demand. Primary
-//!   key `(chain, ts, seq)` (a partitioned table's unique keys must include the partition
-//!   key; along a chain time never decreases, so this is chain order too); indexes `(ts,
-//!   chain, seq)`, `(actor_id, ts)`, `(resource_type, resource_id, ts)`, and `(chain, seq)`
-//!   for the seal check.
+//!   by `ts`, one partition per month (`audit_records_pYYYYMM`), created on demand. Unique
+//!   key `(audit_key(chain), ts, seq)` (a partitioned table's unique keys must include the
+//!   partition key; along a chain time never decreases, so this is chain order too); indexes
+//!   `(ts)`, `(audit_key(actor_id), ts)`, `(audit_key(resource_type),
+//!   audit_key(resource_id), ts)`, and `(audit_key(chain), seq)` for the seal check.
+//!   `audit_key(value)` is the value's bytes when it has at most 64 of them, else a zero byte
+//!   and their SHA-256: a btree entry may not outgrow about 2,700 bytes and event values have
+//!   no such bound, so every index holds a bounded key, and queries compare the key and then
+//!   the value.
 //! - `audit_heads`: each chain's head, maintained by a statement trigger that rejects any
 //!   insert that does not continue its chain (seq up by one, `prev_hash` linking, time not
 //!   going back): `(chain, seq)` stays unique and gap-free even against a buggy or hostile
@@ -49,15 +53,17 @@
 //!
 //! **The database checks every row it is given** (the same statement trigger, one set-based
 //! query per insert): `hash` must be the SHA-256 of the line without its `hash` member
-//! (Contract 2); the line must start with `{"v":1,"id":…,"chain":…,"seq":…,"timestamp":…,`
-//! as the columns say (the chain key escaped as `serde_json` and PostgreSQL's `to_json`
-//! both escape it) and end with their `prev_hash` and `hash`; and the members between
-//! must parse as JSON whose `action`, `category`, `actor.id`, `resource`, `outcome.status`
-//! and `tenant` are the columns. A row that fails is refused with SQLSTATE 22000 and a
-//! message naming its chain and seq; the store reports such refusals, and any other refusal
-//! of content (SQLSTATE classes 22 and 54), as [`StoreError::Rejected`]. (JSON with a
-//! member twice is read as its last one, as jsonb does; the contract's serializer never
-//! writes one.)
+//! (Contract 2), and the line must be exactly the bytes Contract 1 and the writer's
+//! serializer give for its columns: it starts with `{"v":1,"id":…,"chain":…,"seq":…,
+//! "timestamp":…,` and the actor as the columns say, ends with their `prev_hash` and `hash`,
+//! holds the `action`, `category`, `resource`, `outcome` and `tenant` members of the columns
+//! in the contract's order, and each member that is no column (the actor's name and
+//! impersonator, the failure reason, `context`, `changes`) is one JSON value. A row that
+//! fails is refused with SQLSTATE 22000 and a message naming its chain and seq; the store
+//! reports such refusals, and any other refusal of content (SQLSTATE classes 22 and 54), as
+//! [`StoreError::Rejected`]. Since the pieces are whole JSON values laid out as an object's
+//! members, a line with a member twice, a member missing or anything between them is
+//! refused.
 //!
 //! **Text columns hold event values encoded**: PostgreSQL's `text` cannot hold U+0000,
 //! which JSON carries as `\u0000` and the file store keeps. So `chain`, `tenant`, `action`,

@@ -27,10 +27,17 @@ fn column(value: &str) -> String {
     encode_text(value).into_owned()
 }
 
-fn where_clause(q: &Query, args: &mut Args) -> String {
+/// ` AND audit_key(col) = audit_key($n) AND col = $n`: the key finds the index entries
+/// (every index holds values through `audit_key`, see the schema), the value decides.
+fn equals(schema: &str, col: &str, value: &str, args: &mut Args) -> String {
+    let p = args.push(column(value));
+    format!(" AND \"{schema}\".audit_key({col}) = \"{schema}\".audit_key({p}) AND {col} = {p}")
+}
+
+fn where_clause(schema: &str, q: &Query, args: &mut Args) -> String {
     let mut sql = String::from(" WHERE true");
     if let Some(t) = &q.tenant {
-        sql.push_str(&format!(" AND chain = {}", args.push(column(t))));
+        sql.push_str(&equals(schema, "chain", t, args));
     }
     if let Some(f) = q.from {
         sql.push_str(&format!(" AND ts >= {}", args.push(to_datetime(f))));
@@ -46,13 +53,13 @@ fn where_clause(q: &Query, args: &mut Args) -> String {
         (None, None) => {}
     }
     if let Some(a) = &q.actor {
-        sql.push_str(&format!(" AND actor_id = {}", args.push(column(a))));
+        sql.push_str(&equals(schema, "actor_id", a, args));
     }
     if let Some(t) = &q.resource_type {
-        sql.push_str(&format!(" AND resource_type = {}", args.push(column(t))));
+        sql.push_str(&equals(schema, "resource_type", t, args));
     }
     if let Some(i) = &q.resource_id {
-        sql.push_str(&format!(" AND resource_id = {}", args.push(column(i))));
+        sql.push_str(&equals(schema, "resource_id", i, args));
     }
     if let Some(o) = q.outcome {
         sql.push_str(&format!(" AND outcome = {}", args.push(o.as_str())));
@@ -98,7 +105,7 @@ fn order_clause(q: &Query) -> &'static str {
 /// runs (public so that the plan can be inspected with `EXPLAIN`).
 pub fn page_sql(schema: &str, q: &Query, after: Option<&Cursor>, n: usize) -> (String, Vec<Box<dyn ToSql + Sync>>) {
     let mut args = Args(Vec::new());
-    let mut sql = where_clause(q, &mut args);
+    let mut sql = where_clause(schema, q, &mut args);
     if let Some(c) = after {
         sql.push_str(&cursor_clause(q, c, &mut args));
     }
@@ -124,7 +131,8 @@ impl RecordSource for PgStore {
             .query(
                 &format!(
                     "SELECT h.chain FROM \"{s}\".audit_heads h
-                     WHERE h.seq > 0 AND EXISTS (SELECT 1 FROM \"{s}\".audit_records r WHERE r.chain = h.chain)
+                     WHERE h.seq > 0 AND EXISTS (SELECT 1 FROM \"{s}\".audit_records r
+                                                 WHERE \"{s}\".audit_key(r.chain) = \"{s}\".audit_key(h.chain) AND r.chain = h.chain)
                      ORDER BY h.chain",
                     s = self.config.schema
                 ),
@@ -145,14 +153,16 @@ impl RecordSource for PgStore {
             None => this.fetch(
                 &format!(
                     "SELECT chain, seq, ts, prev_hash, hash, line FROM \"{schema}\".audit_records
-                     WHERE chain = $1 AND seq > $2 ORDER BY ts, seq LIMIT $3"
+                     WHERE \"{schema}\".audit_key(chain) = \"{schema}\".audit_key($1) AND chain = $1 AND seq > $2
+                     ORDER BY ts, seq LIMIT $3"
                 ),
                 &[&chain, &(after_seq as i64), &(n as i64)],
             ),
             Some(c) => this.fetch(
                 &format!(
                     "SELECT chain, seq, ts, prev_hash, hash, line FROM \"{schema}\".audit_records
-                     WHERE chain = $1 AND (ts, seq) > ($2, $3) ORDER BY ts, seq LIMIT $4"
+                     WHERE \"{schema}\".audit_key(chain) = \"{schema}\".audit_key($1) AND chain = $1 AND (ts, seq) > ($2, $3)
+                     ORDER BY ts, seq LIMIT $4"
                 ),
                 &[&chain, &to_datetime(c.timestamp), &(c.seq as i64), &(n as i64)],
             ),

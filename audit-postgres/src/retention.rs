@@ -30,9 +30,9 @@ impl RetentionTarget for PgStore {
                 });
                 break;
             }
-            // Distinct chains by skipping through the primary key, then each one's range. Through
-            // the parent with the month's bounds (pruned to the one partition), because the
-            // retention role has rights on the parent only.
+            // Distinct chains by skipping through the table's key (`audit_key(chain)`, ts, seq),
+            // then each one's range. Through the parent with the month's bounds (pruned to the
+            // one partition), because the retention role has rights on the parent only.
             let lower = month_start(month);
             let upper = month_start(month + 1);
             let rows = self
@@ -40,18 +40,19 @@ impl RetentionTarget for PgStore {
                 .query(
                     &format!(
                         "WITH RECURSIVE c AS (
-                             (SELECT chain FROM {t} WHERE ts >= $1 AND ts < $2 ORDER BY chain LIMIT 1)
+                             (SELECT {k}(chain) AS key, chain FROM {t} WHERE ts >= $1 AND ts < $2 ORDER BY {k}(chain) LIMIT 1)
                              UNION ALL
-                             SELECT (SELECT p.chain FROM {t} p WHERE p.ts >= $1 AND p.ts < $2 AND p.chain > c.chain
-                                     ORDER BY p.chain LIMIT 1)
-                             FROM c WHERE c.chain IS NOT NULL)
+                             SELECT n.key, n.chain FROM c, LATERAL (
+                                 SELECT {k}(p.chain) AS key, p.chain FROM {t} p
+                                 WHERE p.ts >= $1 AND p.ts < $2 AND {k}(p.chain) > c.key ORDER BY {k}(p.chain) LIMIT 1) n)
                          SELECT c.chain, f.seq, f.ts, l.seq, l.ts, l.hash FROM c,
-                             LATERAL (SELECT seq, ts FROM {t} p WHERE p.chain = c.chain AND p.ts >= $1 AND p.ts < $2
+                             LATERAL (SELECT seq, ts FROM {t} p WHERE {k}(p.chain) = c.key AND p.ts >= $1 AND p.ts < $2
                                       ORDER BY ts, seq LIMIT 1) f,
-                             LATERAL (SELECT seq, ts, hash FROM {t} p WHERE p.chain = c.chain AND p.ts >= $1 AND p.ts < $2
+                             LATERAL (SELECT seq, ts, hash FROM {t} p WHERE {k}(p.chain) = c.key AND p.ts >= $1 AND p.ts < $2
                                       ORDER BY ts DESC, seq DESC LIMIT 1) l
-                         WHERE c.chain IS NOT NULL ORDER BY c.chain",
-                        t = format!("\"{}\".audit_records", self.config.schema)
+                         ORDER BY c.chain",
+                        t = format!("\"{}\".audit_records", self.config.schema),
+                        k = format!("\"{}\".audit_key", self.config.schema),
                     ),
                     &[&lower, &upper],
                 )

@@ -17,6 +17,31 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     sql: r#"
 -- Text columns holding event values (chain .. resource_id) are encoded: `\` as `\\`, U+0000
 -- as `\0` (PostgreSQL's text cannot hold U+0000; see the crate's "Schema" docs).
+--
+-- Every index holds such a value through audit_key(): a btree entry may not outgrow a third
+-- of a page (2,704 bytes), and the values have no bound of their own (4 KiB and a truncation
+-- marker after the runtime's default limits, any length in a copied file). The key is the
+-- value's bytes up to 64 of them, else a zero byte and their SHA-256; no text holds a zero
+-- byte, so two values share a key exactly when they are equal. Queries compare the keys and
+-- then the values. Inlined where it is used (a plain SQL expression, not STRICT).
+CREATE FUNCTION {s}.audit_key(value text) RETURNS bytea LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN octet_length(value) <= 64 THEN decode(replace(value, E'\\', E'\\\\'), 'escape')
+            ELSE E'\\x00'::bytea || sha256(decode(replace(value, E'\\', E'\\\\'), 'escape')) END;
+
+-- The JSON string serde_json writes for the event value a text column holds: to_json escapes
+-- as serde_json does (`"`, `\`, and control characters, as \b \f \n \r \t or \u00xx), and the
+-- column encoding's `\\` and `\0` become `\\` and `\u0000` (chr(1) stands in meanwhile: the
+-- output of to_json holds none). NULL for NULL.
+CREATE FUNCTION {s}.audit_json_text(value text) RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE WHEN strpos(value, E'\\') = 0 THEN to_json(value)::text
+            ELSE replace(replace(replace(to_json(value)::text, E'\\\\\\\\', chr(1)), E'\\\\0', E'\\u0000'), chr(1), E'\\\\') END;
+
+-- True if `value` is one JSON value as jsonb reads it, an error (SQLSTATE class 22 or 54)
+-- otherwise. jsonb refuses the \u0000 that JSON allows, so each one is read as \u0001, which
+-- is JSON exactly where \u0000 is (after an escaped backslash it is plain text either way).
+CREATE FUNCTION {s}.audit_json_ok(value text) RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (CASE WHEN strpos(value, E'\\') = 0 THEN value ELSE replace(value, E'\\u0000', E'\\u0001') END)::jsonb IS NOT NULL;
+
 CREATE TABLE {s}.audit_records (
     chain         text        NOT NULL,
     seq           bigint      NOT NULL CHECK (seq > 0),
@@ -32,34 +57,39 @@ CREATE TABLE {s}.audit_records (
     id            uuid        NOT NULL,
     line          text        NOT NULL,
     hash          bytea       NOT NULL CHECK (length(hash) = 32),
-    prev_hash     bytea       NOT NULL CHECK (length(prev_hash) = 32),
-    -- A unique key of a partitioned table must include the partition key: (chain, seq) is
-    -- kept unique by the chain check below instead, which also keeps seq free of gaps.
-    PRIMARY KEY (chain, ts, seq)
+    prev_hash     bytea       NOT NULL CHECK (length(prev_hash) = 32)
 ) PARTITION BY RANGE (ts);
-CREATE INDEX audit_records_ts ON {s}.audit_records (ts, chain, seq);
-CREATE INDEX audit_records_actor ON {s}.audit_records (actor_id, ts);
-CREATE INDEX audit_records_resource ON {s}.audit_records (resource_type, resource_id, ts);
+-- The table's key, in place of a primary key (which cannot hold an expression). A unique key
+-- of a partitioned table must include the partition key: (chain, seq) is kept unique by the
+-- chain check below instead, which also keeps seq free of gaps. Along a chain time never
+-- decreases, so this is chain order too.
+CREATE UNIQUE INDEX audit_records_key ON {s}.audit_records ({s}.audit_key(chain), ts, seq);
+-- Time order across chains is (ts, chain, seq): ties in ts are rare, so a sort of each run of
+-- equal times (an incremental sort) costs less than chain keys of any length in the index.
+CREATE INDEX audit_records_ts ON {s}.audit_records (ts);
+CREATE INDEX audit_records_actor ON {s}.audit_records ({s}.audit_key(actor_id), ts);
+CREATE INDEX audit_records_resource ON {s}.audit_records ({s}.audit_key(resource_type), {s}.audit_key(resource_id), ts);
 -- Seals name a record by (chain, seq), without its time: the seal check looks it up here.
-CREATE INDEX audit_records_chain_seq ON {s}.audit_records (chain, seq);
+CREATE INDEX audit_records_chain_seq ON {s}.audit_records ({s}.audit_key(chain), seq);
 
 -- The head of every chain, maintained by the chain check only (seq 0: no record yet; ts
 -- '-infinity': no time constraint, for a head that a purge seal set).
 CREATE TABLE {s}.audit_heads (
-    chain text        PRIMARY KEY,
+    chain text        NOT NULL,
     seq   bigint      NOT NULL,
     hash  bytea       NOT NULL,
     ts    timestamptz NOT NULL
 );
+CREATE UNIQUE INDEX audit_heads_chain ON {s}.audit_heads ({s}.audit_key(chain));
 
 CREATE TABLE {s}.audit_seals (
     chain     text        NOT NULL,
     seq       bigint      NOT NULL,
     hash      bytea       NOT NULL CHECK (length(hash) = 32),
     sealed_at timestamptz NOT NULL,
-    purged    boolean     NOT NULL DEFAULT false,
-    UNIQUE (chain, seq, hash, purged)
+    purged    boolean     NOT NULL DEFAULT false
 );
+CREATE UNIQUE INDEX audit_seals_unique ON {s}.audit_seals ({s}.audit_key(chain), seq, hash, purged);
 
 -- Events a store refused, kept apart instead of dropped: `event` holds whatever it was.
 CREATE TABLE {s}.audit_set_aside (
@@ -93,10 +123,10 @@ CREATE TRIGGER audit_set_aside_append_only BEFORE UPDATE OR DELETE ON {s}.audit_
 CREATE TRIGGER audit_set_aside_no_truncate BEFORE TRUNCATE ON {s}.audit_set_aside
     FOR EACH STATEMENT EXECUTE FUNCTION {s}.audit_reject();
 
--- Every insert must hold records (Contract 2: `hash` is SHA-256 of the line without its
--- `hash` member; the line's members are the row's columns) that continue their chain: seq
--- up by one from the stored head, prev_hash the previous hash, time never going back. Runs
--- as the owner so that the application needs no right on the heads.
+-- Every insert must hold records that are what their columns say (Contracts 1 and 2) and
+-- that continue their chain: seq up by one from the stored head, prev_hash the previous
+-- hash, time never going back. Runs as the owner so that the application needs no right on
+-- the heads.
 CREATE FUNCTION {s}.audit_chain_check() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = {s}, pg_catalog, pg_temp AS $$
 DECLARE
@@ -106,103 +136,175 @@ DECLARE
     bad_chain text;
     bad_seq bigint;
     problem text;
+    set_state text;
+    set_message text;
 BEGIN
-    -- One set-based pass over the new rows (per-row PL/pgSQL would cost more than the insert):
-    -- a cheap test of every row, and the reason only for the first bad one. Positions are
-    -- taken on bytes (text functions count characters, a scan each). The members between
-    -- `timestamp` and `prev_hash` are compared as JSON; the rest of the line is compared as
-    -- text, and the canonical prefix makes the first `,"timestamp":"` the real one, so the
-    -- middle parses as an object only if it is the line's own run of top-level members. jsonb
-    -- refuses \u0000, so a middle with a backslash is first rewritten into the column encoding
-    -- (\\ for a backslash, \0 for U+0000), escaped backslashes parked on chr(1) meanwhile (a
-    -- line holding a raw chr(1) is refused). Members are compared as text, with their JSON
-    -- type checked where a non-string could print as the column (category and outcome are
-    -- checked words); a JSON null reads as an absent member, as serde reads it.
-    BEGIN
-        SELECT n.chain, n.seq, CASE
-            WHEN octet_length(n.line) < 200 THEN 'too short to be a record'
-            WHEN strpos(n.line, E'\n') > 0 OR strpos(n.line, E'\r') > 0
-                 OR (strpos(n.line, E'\\') > 0 AND strpos(n.line, chr(1)) > 0)
-                THEN 'the line holds a raw line break or control character'
-            WHEN NOT (strpos(n.chain, E'\\') = 0 OR n.chain ~ E'^([^\\\\]|\\\\[\\\\0])*$')
-                THEN 'the chain column is not in the column encoding'
-            WHEN NOT starts_with(n.line, p.prefix)
-                THEN 'the line does not start with the id, chain, seq and timestamp of its columns: ' || p.prefix
-            WHEN substr(p.b, octet_length(n.line) - 153) <> p.suffix
-                THEN 'the line does not end with the prev_hash and hash of its columns'
-            WHEN sha256(substr(p.b, 1, octet_length(n.line) - 75) || '\x7d'::bytea) <> n.hash
-                THEN 'hash is not the SHA-256 of the line without its hash member'
-            WHEN num_nulls(m.v, m.id, m.chain, m.seq, m."timestamp", m.prev_hash, m.hash) < 7
-                THEN 'the line repeats one of v, id, chain, seq, timestamp, prev_hash and hash'
-            WHEN m.action IS DISTINCT FROM to_jsonb(n.action) THEN 'the line''s action is not the action column'
-            WHEN m.category IS DISTINCT FROM n.category THEN 'the line''s category is not the category column'
-            WHEN m.actor -> 'id' IS DISTINCT FROM to_jsonb(n.actor_id) THEN 'the line''s actor id is not the actor_id column'
-            WHEN m.outcome ->> 'status' IS DISTINCT FROM n.outcome THEN 'the line''s outcome is not the outcome column'
-            WHEN m.tenant IS DISTINCT FROM to_jsonb(n.tenant) THEN 'the line''s tenant is not the tenant column'
-            ELSE 'the line''s resource is not the resource_type and resource_id columns'
-            END
-        INTO bad_chain, bad_seq, problem
-        FROM new_rows n
-        CROSS JOIN LATERAL (SELECT
-            convert_to(n.line, 'UTF8') AS b,
-            '{"v":1,"id":"' || n.id::text || '","chain":'
-                || CASE WHEN strpos(n.chain, E'\\') = 0 THEN to_json(n.chain)::text
-                        ELSE replace(replace(replace(to_json(n.chain)::text, E'\\\\\\\\', chr(1)), E'\\\\0', E'\\u0000'), chr(1), E'\\\\') END
-                || ',"seq":' || n.seq || ',"timestamp":"'
-                || to_char(n.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '",' AS prefix,
-            convert_to(',"prev_hash":"' || encode(n.prev_hash, 'hex') || '","hash":"' || encode(n.hash, 'hex') || '"}', 'UTF8') AS suffix,
-            -- Where the members after `"timestamp":"<27 characters>",` start.
-            position('\x2c2274696d657374616d70223a22'::bytea IN convert_to(n.line, 'UTF8')) + 43 AS mid) p
-        LEFT JOIN LATERAL jsonb_to_record(('{'
-            || CASE WHEN strpos(n.line, E'\\') = 0
-                    THEN convert_from(substr(p.b, p.mid, greatest(octet_length(n.line) - p.mid - 153, 0)), 'UTF8')
-                    ELSE replace(replace(replace(
-                             convert_from(substr(p.b, p.mid, greatest(octet_length(n.line) - p.mid - 153, 0)), 'UTF8'),
-                             E'\\\\', chr(1)), E'\\u0000', E'\\\\0'), chr(1), E'\\\\\\\\') END
-            || '}')::jsonb)
-            AS m(action jsonb, category text, actor jsonb, resource jsonb, outcome jsonb, tenant jsonb,
-                 v jsonb, id jsonb, chain jsonb, seq jsonb, "timestamp" jsonb, prev_hash jsonb, hash jsonb) ON true
-        -- AND runs left to right: the length test guards the substr() calls after it.
-        WHERE NOT coalesce(
-            octet_length(n.line) >= 200
-            AND strpos(n.line, E'\n') = 0 AND strpos(n.line, E'\r') = 0
-            AND (strpos(n.line, E'\\') = 0 OR strpos(n.line, chr(1)) = 0)
-            AND (strpos(n.chain, E'\\') = 0 OR n.chain ~ E'^([^\\\\]|\\\\[\\\\0])*$')
-            AND starts_with(n.line, p.prefix)
-            AND substr(p.b, octet_length(n.line) - 153) = p.suffix
-            AND sha256(substr(p.b, 1, octet_length(n.line) - 75) || '\x7d'::bytea) = n.hash
-            AND num_nulls(m.v, m.id, m.chain, m.seq, m."timestamp", m.prev_hash, m.hash) = 7
-            AND m.category = n.category AND m.outcome ->> 'status' = n.outcome
-            AND jsonb_typeof(m.action) = 'string' AND m.action #>> '{}' = n.action
-            AND jsonb_typeof(m.actor -> 'id') = 'string' AND m.actor ->> 'id' = n.actor_id
-            AND (CASE WHEN n.tenant IS NULL THEN m.tenant IS NULL
-                      ELSE jsonb_typeof(m.tenant) = 'string' AND m.tenant #>> '{}' = n.tenant END)
-            AND (CASE WHEN n.resource_type IS NULL AND n.resource_id IS NULL THEN m.resource IS NULL
-                      ELSE jsonb_typeof(m.resource -> 'type') = 'string' AND m.resource ->> 'type' = n.resource_type
-                           AND jsonb_typeof(m.resource -> 'id') = 'string' AND m.resource ->> 'id' = n.resource_id END), false)
-        LIMIT 1;
-    EXCEPTION WHEN data_exception OR program_limit_exceeded THEN
-        -- Some line is no JSON at all (or nested too deep): find it, to name it.
-        FOR f IN SELECT n.chain, n.seq, n.line FROM new_rows n LOOP
-            BEGIN
-                PERFORM ('{' || replace(replace(replace(convert_from(substr(convert_to(f.line, 'UTF8'),
-                            position('\x2c2274696d657374616d70223a22'::bytea IN convert_to(f.line, 'UTF8')) + 43,
-                            greatest(octet_length(f.line) - position('\x2c2274696d657374616d70223a22'::bytea IN convert_to(f.line, 'UTF8')) - 196, 0)), 'UTF8'),
-                        E'\\\\', chr(1)), E'\\u0000', E'\\\\0'), chr(1), E'\\\\\\\\') || '}')::jsonb;
-            EXCEPTION WHEN data_exception OR program_limit_exceeded THEN
-                bad_chain := f.chain;
-                bad_seq := f.seq;
-                problem := 'the members between timestamp and prev_hash are not JSON: ' || SQLERRM;
-                EXIT;
-            END;
-        END LOOP;
-        IF problem IS NULL THEN
-            RAISE;
-        END IF;
-    END;
+    -- The content check: one set-based query over the new rows (per-row PL/pgSQL would cost
+    -- more than the insert), a cheap test of every row and the reason only for the first bad
+    -- one. Contract 1 fixes the members' order and the writer's serde_json their bytes, so
+    -- each line must be exactly these bytes: the framing of its columns (id, chain, seq,
+    -- timestamp; prev_hash, hash; `hash` the SHA-256 of the rest, Contract 2); the actor,
+    -- whose type and auth words are read from the line, with the actor_id column as its id;
+    -- the action, category, resource, outcome and tenant members of the columns, present
+    -- exactly when the columns are; and between them the members that are no column (the
+    -- actor's name and impersonator, the outcome's reason, context, changes), each parsed
+    -- alone as the JSON value it must be. Since every piece is a whole JSON value and the
+    -- pieces are laid out as an object's members, the line is that object: no member twice,
+    -- none missing, nothing between them.
+    --
+    -- The members that are no column are found without parsing: their ends are the bytes of
+    -- the next member, which no JSON string holds (each quote in a string is escaped, and the
+    -- next member starts `,"`) and no context holds (it has strings only). Positions are
+    -- bytes (text functions count characters, a scan each); each layer of the query adds
+    -- positions computed once (OFFSET 0 keeps the planner from copying the expressions into
+    -- every use).
+    --
+    -- A member that is not JSON raises an error that names no row: then the same query runs
+    -- again row by row to name it.
+    FOR f IN SELECT NULL::text AS chain, NULL::bigint AS seq UNION ALL SELECT n.chain, n.seq FROM new_rows n LOOP
+        BEGIN
+            SELECT x.chain, x.seq, CASE
+                WHEN x.len < 200 THEN 'too short to be a record'
+                WHEN strpos(x.line, E'\n') > 0 OR strpos(x.line, E'\r') > 0 THEN 'the line holds a raw line break'
+                WHEN NOT (strpos(x.chain, E'\\') = 0 OR x.chain ~ E'^([^\\\\]|\\\\[\\\\0])*$')
+                    THEN 'the chain column is not in the column encoding'
+                WHEN NOT starts_with(x.line, x.prefix)
+                    THEN 'the line does not start with the id, chain, seq and timestamp of its columns: ' || x.prefix
+                WHEN substr(x.b, x.len - 153) <> convert_to(x.suffix, 'UTF8')
+                    THEN 'the line does not end with the prev_hash and hash of its columns'
+                WHEN sha256(substr(x.b, 1, x.len - 75) || '}'::bytea) <> x.hash
+                    THEN 'hash is not the SHA-256 of the line without its hash member'
+                WHEN NOT starts_with(x.line, x.prefix || '"actor":{"type":"')
+                    THEN 'the line does not go on with its actor after the timestamp'
+                WHEN x.head IS NULL OR NOT starts_with(x.line, x.head)
+                    THEN 'the line''s actor is not an actor of Contract 1 (type, id, auth) with the actor_id column as its id'
+                WHEN strpos(x.line, '},"action":' || audit_json_text(x.action) || ',"category":"') = 0
+                    THEN 'the line''s action is not the action column'
+                WHEN strpos(x.line, '},"action":' || audit_json_text(x.action) || ',"category":"' || x.category || '"') = 0
+                    THEN 'the line''s category is not the category column'
+                WHEN x.glue IS NULL OR strpos(x.line, '},"action":' || audit_json_text(x.action) || ',"category":"' || x.category || '"'
+                         || CASE WHEN x.resource_type IS NULL THEN '' ELSE ',"resource":{"type":' || audit_json_text(x.resource_type)
+                                 || ',"id":' || audit_json_text(x.resource_id) || '}' END || ',"outcome":{"status":"') = 0
+                    THEN 'the line''s resource is not the resource_type and resource_id columns'
+                WHEN strpos(x.line, x.glue || CASE WHEN x.failed THEN ',"reason":"' ELSE '}' END) = 0
+                    THEN 'the line''s outcome is not the outcome column'
+                WHEN CASE WHEN x.tenant IS NULL THEN strpos(x.line, '},"tenant":') > 0 ELSE strpos(x.line, x.tenant_member) = 0 END
+                    THEN 'the line''s tenant is not the tenant column'
+                ELSE 'the line''s members after the timestamp are not those of Contract 1 in its order, each once, with nothing between them'
+                END
+            INTO bad_chain, bad_seq, problem
+            FROM (SELECT r7.*,
+                -- The members that are no column, as they stand in the line, each taken only
+                -- between the ASCII bytes that must bound it (so each is whole UTF-8).
+                CASE WHEN r7.ea > r7.hl + 1 AND substr(r7.b, r7.hl, 2) = '",'::bytea AND substr(r7.b, r7.ea, 1) = '}'::bytea
+                     THEN convert_from(substr(r7.b, r7.hl + 1, r7.ea - r7.hl - 1), 'UTF8') ELSE '' END AS actor_rest,
+                CASE WHEN r7.failed AND r7.q - r7.o >= 12 AND substr(r7.b, r7.o + 10, 1) = '"'::bytea AND substr(r7.b, r7.q - 1, 1) = '"'::bytea
+                     THEN convert_from(substr(r7.b, r7.o + 10, r7.q - r7.o - 10), 'UTF8') END AS reason,
+                CASE WHEN r7.has_context AND r7.ce > r7.q + 12 AND substr(r7.b, r7.ce, 1) = '}'::bytea
+                     THEN convert_from(substr(r7.b, r7.q + 12, r7.ce - r7.q - 11), 'UTF8') END AS context,
+                CASE WHEN r7.has_changes AND r7.len - 164 > r7.cs + 11 AND substr(r7.b, r7.cs + 11, 1) = '{'::bytea
+                          AND substr(r7.b, r7.len - 154, 1) = '}'::bytea
+                     THEN convert_from(substr(r7.b, r7.cs + 11, r7.len - 164 - r7.cs), 'UTF8') END AS changes
+            FROM (SELECT r6.*,
+                -- The context's closing brace (before the tenant member and changes, or the
+                -- end), and where `,"changes":` starts.
+                CASE WHEN r6.has_changes THEN r6.t0 - 1 ELSE r6.len - 154 - octet_length(r6.tenant_member) END AS ce,
+                r6.t0 + octet_length(r6.tenant_member) AS cs
+            FROM (SELECT r5.*,
+                -- Where the tenant member (or `,"changes":`, without one) starts, if changes
+                -- follow: nothing before it holds the two in a row.
+                CASE WHEN r5.has_changes
+                     THEN r5.q + position(convert_to(r5.tenant_member || ',"changes":{', 'UTF8') IN substr(r5.b, r5.q + 1)) END AS t0
+            FROM (SELECT r4.*,
+                substr(r4.b, r4.q + 1, 12) = ',"context":{'::bytea AS has_context,
+                -- A tenant member ends in a quote, changes in a brace.
+                CASE WHEN r4.tenant IS NOT NULL THEN substr(r4.b, r4.len - 154, 1) = '}'::bytea
+                     ELSE position(',"changes":{'::bytea IN substr(r4.b, r4.q + 1)) > 0 END AS has_changes
+            FROM (SELECT r3.*,
+                -- o: the byte after the outcome's status; q: the outcome's closing brace, after
+                -- its reason if it failed.
+                r3.ea + octet_length(r3.glue) AS o,
+                CASE WHEN r3.failed
+                     THEN r3.ea + octet_length(r3.glue) + 9 + position('},"'::bytea IN substr(r3.b, r3.ea + octet_length(r3.glue) + 10))
+                     ELSE r3.ea + octet_length(r3.glue) END AS q
+            FROM (SELECT r2.*,
+                -- The actor's closing brace, where the glue follows: right after auth, or
+                -- after the actor's name and impersonator.
+                CASE WHEN substr(r2.b, r2.hl + 1, 11) = '},"action":'::bytea THEN r2.hl + 1
+                     ELSE r2.hl + position(convert_to(r2.glue, 'UTF8') IN substr(r2.b, r2.hl + 1)) END AS ea
+            FROM (SELECT r1.*, octet_length(r1.head) AS hl
+            FROM (SELECT ra.*,
+                -- The line's start up to the actor's auth, with the type and auth words of the
+                -- line if they are words of Contract 1 (NULL otherwise).
+                ra.prefix || '"actor":{"type":"' || ra.actor_type || '","id":' || ra.actor_json || ',"auth":"' || (CASE
+                    substr(ra.b, ra.auth_at, greatest(position('"'::bytea IN substr(ra.b, ra.auth_at, 9)) - 1, 0))
+                    WHEN 'password' THEN 'password' WHEN 'sso' THEN 'sso' WHEN 'api_key' THEN 'api_key' WHEN 'mfa' THEN 'mfa'
+                    WHEN 'session' THEN 'session' WHEN 'token' THEN 'token' WHEN 'none' THEN 'none' END) || '"' AS head
+            FROM (SELECT r0.*,
+                CASE WHEN substr(r0.b, octet_length(r0.prefix) + 18, 5) = 'user"'::bytea THEN 'user'
+                     WHEN substr(r0.b, octet_length(r0.prefix) + 18, 8) = 'service"'::bytea THEN 'service'
+                     WHEN substr(r0.b, octet_length(r0.prefix) + 18, 7) = 'system"'::bytea THEN 'system' END AS actor_type,
+                -- Where the auth word starts, after `"actor":{"type":"`, the type, `","id":`,
+                -- the id and `,"auth":"`.
+                octet_length(r0.prefix) + 34 + octet_length(r0.actor_json) + CASE
+                    WHEN substr(r0.b, octet_length(r0.prefix) + 18, 5) = 'user"'::bytea THEN 4
+                    WHEN substr(r0.b, octet_length(r0.prefix) + 18, 8) = 'service"'::bytea THEN 7 ELSE 6 END AS auth_at
+            FROM (SELECT n.*,
+                n.outcome = 'failure' AS failed,
+                octet_length(n.line) AS len,
+                convert_to(n.line, 'UTF8') AS b,
+                '{"v":1,"id":"' || n.id::text || '","chain":' || audit_json_text(n.chain) || ',"seq":' || n.seq || ',"timestamp":"'
+                    || to_char(n.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '",' AS prefix,
+                ',"prev_hash":"' || encode(n.prev_hash, 'hex') || '","hash":"' || encode(n.hash, 'hex') || '"}' AS suffix,
+                audit_json_text(n.actor_id) AS actor_json,
+                -- The glue: from the actor's closing brace to the outcome's status (NULL for
+                -- half a resource).
+                '},"action":' || audit_json_text(n.action) || ',"category":"' || n.category || '"'
+                    || CASE WHEN n.resource_type IS NULL AND n.resource_id IS NULL THEN ''
+                            ELSE ',"resource":{"type":' || audit_json_text(n.resource_type) || ',"id":' || audit_json_text(n.resource_id) || '}' END
+                    || ',"outcome":{"status":"' || n.outcome || '"' AS glue,
+                coalesce(',"tenant":' || audit_json_text(n.tenant), '') AS tenant_member
+            FROM new_rows n WHERE f.chain IS NULL OR (n.chain = f.chain AND n.seq = f.seq)
+            OFFSET 0) r0 OFFSET 0) ra OFFSET 0) r1 OFFSET 0) r2 OFFSET 0) r3 OFFSET 0) r4 OFFSET 0) r5 OFFSET 0) r6 OFFSET 0) r7 OFFSET 0) x
+            -- AND runs left to right: each test guards the ones after it, and the members
+            -- that are no column are parsed only once the line is known to be laid out
+            -- around them.
+            WHERE NOT coalesce(
+                x.len >= 200
+                AND strpos(x.line, E'\n') = 0 AND strpos(x.line, E'\r') = 0
+                AND (strpos(x.chain, E'\\') = 0 OR x.chain ~ E'^([^\\\\]|\\\\[\\\\0])*$')
+                AND x.line = x.head || x.actor_rest || x.glue
+                    || CASE WHEN x.failed THEN ',"reason":' || x.reason ELSE '' END
+                    || CASE WHEN x.has_context THEN '},"context":' || x.context ELSE '}' END
+                    || x.tenant_member
+                    || CASE WHEN x.has_changes THEN ',"changes":' || x.changes ELSE '' END
+                    || x.suffix
+                AND sha256(substr(x.b, 1, x.len - 75) || '}'::bytea) = x.hash
+                AND (x.actor_rest = ''
+                     OR x.actor_rest ~ E'^(,"name":"([^"\\\\]|\\\\.)*")?(,"impersonator":\\{"type":"(user|service|system)","id":"([^"\\\\]|\\\\.)*"\\})?$'
+                        AND audit_json_ok('{' || substr(x.actor_rest, 2) || '}'))
+                AND (NOT x.failed OR audit_json_ok(x.reason))
+                AND (NOT x.has_context OR audit_json_ok(x.context))
+                AND (NOT x.has_changes OR audit_json_ok(x.changes)),
+                false)
+            LIMIT 1;
+        EXCEPTION WHEN data_exception OR program_limit_exceeded THEN
+            IF f.chain IS NULL THEN
+                set_state := SQLSTATE;
+                set_message := SQLERRM;
+                CONTINUE;
+            END IF;
+            bad_chain := f.chain;
+            bad_seq := f.seq;
+            problem := 'a member that is no column (the actor''s name or impersonator, the reason, context or changes) is not JSON: ' || SQLERRM;
+        END;
+        EXIT WHEN f.chain IS NULL OR problem IS NOT NULL;
+    END LOOP;
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'audit chain %: seq %: %', bad_chain, bad_seq, problem
             USING ERRCODE = 'data_exception', TABLE = TG_TABLE_NAME, SCHEMA = TG_TABLE_SCHEMA;
+    ELSIF set_state IS NOT NULL THEN
+        RAISE EXCEPTION '%', set_message USING ERRCODE = set_state;
     END IF;
 
     SELECT x.chain, x.seq INTO bad FROM (
@@ -220,8 +322,9 @@ BEGIN
         -- serialize on it (the second one then sees the first one's head).
         INSERT INTO audit_heads AS hh (chain, seq, hash, ts)
         VALUES (f.chain, 0, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea, '-infinity')
-        ON CONFLICT (chain) DO NOTHING;
-        SELECT hh.seq, hh.hash, hh.ts INTO h FROM audit_heads hh WHERE hh.chain = f.chain FOR UPDATE;
+        ON CONFLICT (audit_key(chain)) DO NOTHING;
+        SELECT hh.seq, hh.hash, hh.ts INTO h FROM audit_heads hh
+        WHERE audit_key(hh.chain) = audit_key(f.chain) AND hh.chain = f.chain FOR UPDATE;
         IF f.seq <> h.seq + 1 OR f.prev_hash <> h.hash THEN
             RAISE EXCEPTION 'audit chain %: seq % does not continue the stored head at seq %', f.chain, f.seq, h.seq
                 USING ERRCODE = 'integrity_constraint_violation';
@@ -235,7 +338,7 @@ BEGIN
     END LOOP;
     UPDATE audit_heads hh SET seq = l.seq, hash = l.hash, ts = l.ts
     FROM (SELECT DISTINCT ON (n.chain) n.chain, n.seq, n.hash, n.ts FROM new_rows n ORDER BY n.chain, n.seq DESC) l
-    WHERE hh.chain = l.chain;
+    WHERE audit_key(hh.chain) = audit_key(l.chain) AND hh.chain = l.chain;
     RETURN NULL;
 END $$;
 CREATE TRIGGER audit_records_chain_check AFTER INSERT ON {s}.audit_records
@@ -254,16 +357,19 @@ DECLARE
     stored bytea;
 BEGIN
     IF NOT NEW.purged THEN
-        SELECT r.hash INTO stored FROM audit_records r WHERE r.chain = NEW.chain AND r.seq = NEW.seq;
+        SELECT r.hash INTO stored FROM audit_records r
+        WHERE audit_key(r.chain) = audit_key(NEW.chain) AND r.chain = NEW.chain AND r.seq = NEW.seq;
         IF FOUND THEN
             IF stored <> NEW.hash THEN
                 RAISE EXCEPTION 'audit chain %: the seal of seq % does not match the stored record''s hash', NEW.chain, NEW.seq
                     USING ERRCODE = 'integrity_constraint_violation';
             END IF;
-        ELSIF NOT EXISTS (SELECT 1 FROM audit_seals s WHERE s.chain = NEW.chain AND s.purged AND s.seq >= NEW.seq) THEN
+        ELSIF NOT EXISTS (SELECT 1 FROM audit_seals s WHERE audit_key(s.chain) = audit_key(NEW.chain) AND s.chain = NEW.chain
+                                                         AND s.purged AND s.seq >= NEW.seq) THEN
             RAISE EXCEPTION 'audit chain %: the seal of seq % names no stored record', NEW.chain, NEW.seq
                 USING ERRCODE = 'integrity_constraint_violation';
-        ELSIF EXISTS (SELECT 1 FROM audit_seals s WHERE s.chain = NEW.chain AND s.seq = NEW.seq AND s.hash <> NEW.hash) THEN
+        ELSIF EXISTS (SELECT 1 FROM audit_seals s WHERE audit_key(s.chain) = audit_key(NEW.chain) AND s.chain = NEW.chain
+                                                     AND s.seq = NEW.seq AND s.hash <> NEW.hash) THEN
             RAISE EXCEPTION 'audit chain %: the seal of seq % contradicts the seal stored for that (purged) record', NEW.chain, NEW.seq
                 USING ERRCODE = 'integrity_constraint_violation';
         END IF;
@@ -276,9 +382,9 @@ BEGIN
     END IF;
     -- Only while the chain has no record here (a copy of a purged chain starts with its
     -- purge seals): otherwise the head is its newest record.
-    IF NOT EXISTS (SELECT 1 FROM audit_records r WHERE r.chain = NEW.chain) THEN
+    IF NOT EXISTS (SELECT 1 FROM audit_records r WHERE audit_key(r.chain) = audit_key(NEW.chain) AND r.chain = NEW.chain) THEN
         INSERT INTO audit_heads AS hh (chain, seq, hash, ts) VALUES (NEW.chain, NEW.seq, NEW.hash, '-infinity')
-        ON CONFLICT (chain) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, ts = EXCLUDED.ts
+        ON CONFLICT (audit_key(chain)) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, ts = EXCLUDED.ts
         WHERE hh.seq < EXCLUDED.seq;
     END IF;
     RETURN NEW;
@@ -293,7 +399,8 @@ RETURNS TABLE (seq bigint, hash bytea, ts timestamptz) LANGUAGE plpgsql VOLATILE
 SET search_path = {s}, pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(p_key);
-    RETURN QUERY SELECT h.seq, h.hash, nullif(h.ts, '-infinity') FROM audit_heads h WHERE h.chain = p_chain AND h.seq > 0;
+    RETURN QUERY SELECT h.seq, h.hash, nullif(h.ts, '-infinity') FROM audit_heads h
+                 WHERE audit_key(h.chain) = audit_key(p_chain) AND h.chain = p_chain AND h.seq > 0;
 END $$;
 
 -- Creates the monthly partition holding `p_month` (if missing), with the caller's rights:

@@ -145,7 +145,7 @@ impl AuditScope {
     /// This scope, collecting changes into `slot` (see
     /// [`collecting_changes`](Self::collecting_changes)).
     pub fn collecting_into(mut self, slot: &ChangeSlot) -> AuditScope {
-        self.collector = Some(Arc::clone(&slot.0));
+        self.collector = Some(Arc::clone(slot.collector()));
         self
     }
 
@@ -257,7 +257,7 @@ impl<F: Future> Future for Scoped<F> {
 /// Where an audited call finds the change collected for it (see
 /// [`AuditScope::collecting_changes`]).
 #[derive(Debug)]
-pub struct ChangeSlot(Arc<Collector>);
+pub struct ChangeSlot(Option<Arc<Collector>>);
 
 thread_local! {
     // Slots of finished calls, for the next calls of this thread: a slot per audited call
@@ -275,14 +275,14 @@ impl ChangeSlot {
                 let c = Arc::get_mut(&mut collector).expect("only spare slots nobody else holds");
                 c.resource_kind = resource_kind;
                 *c.closed.get_mut() = false;
-                ChangeSlot(collector)
+                ChangeSlot(Some(collector))
             }
-            None => ChangeSlot(Arc::new(Collector {
+            None => ChangeSlot(Some(Arc::new(Collector {
                 resource_kind,
                 offered: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 taken: Mutex::new(None),
-            })),
+            }))),
         }
     }
 
@@ -294,7 +294,7 @@ impl ChangeSlot {
             let mut current = c.borrow_mut();
             let had_scope = current.is_some();
             let scope = current.get_or_insert_with(AuditScope::default);
-            let collector = scope.collector.replace(Arc::clone(&self.0));
+            let collector = scope.collector.replace(Arc::clone(self.collector()));
             had_scope.then_some(collector)
         });
         CollectGuard {
@@ -303,22 +303,30 @@ impl ChangeSlot {
         }
     }
 
+    fn collector(&self) -> &Arc<Collector> {
+        self.0.as_ref().expect("a slot has its collector until it drops")
+    }
+
     /// The change offered inside the call, if one was; from now on the slot takes no more
     /// (the call records its event).
     pub fn take(&self) -> Option<(Resource, Changes)> {
-        self.0.closed.store(true, Ordering::Release);
-        if !self.0.offered.swap(false, Ordering::Acquire) {
+        let c = self.collector();
+        c.closed.store(true, Ordering::Release);
+        // A plain load first: most calls change nothing, and it costs less than the swap.
+        if !c.offered.load(Ordering::Acquire) || !c.offered.swap(false, Ordering::Acquire) {
             return None;
         }
-        self.0.taken.lock().unwrap_or_else(|e| e.into_inner()).take()
+        c.taken.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
 impl Drop for ChangeSlot {
     fn drop(&mut self) {
         // Nobody else holds it (no scope, no task): keep it for the next call of this thread.
-        if Arc::strong_count(&self.0) == 1 && !self.0.offered.load(Ordering::Relaxed) {
-            let collector = Arc::clone(&self.0);
+        if let Some(collector) = self.0.take()
+            && Arc::strong_count(&collector) == 1
+            && !collector.offered.load(Ordering::Relaxed)
+        {
             let _ = SPARE_SLOTS.try_with(|s| {
                 let mut spare = s.borrow_mut();
                 if spare.len() < 16 {

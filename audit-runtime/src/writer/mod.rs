@@ -349,7 +349,7 @@ impl<S: Store> AuditLayerBuilder<S> {
     }
 
     /// Opens the store's chains (repairing a torn last line) and starts the writer's threads.
-    pub fn build(mut self) -> Result<(AuditLayer, WriterGuard), StoreError> {
+    pub fn build(self) -> Result<(AuditLayer, WriterGuard), StoreError> {
         let longest = self.limits.max_record_bytes();
         if longest > audit_chain::read::MAX_LINE_BYTES {
             return Err(StoreError::Config(format!(
@@ -360,7 +360,6 @@ impl<S: Store> AuditLayerBuilder<S> {
         if let Some(vocabulary) = self.vocabulary {
             crate::install_vocabulary(vocabulary);
         }
-        let heads = self.store.heads()?;
         let (tx, rx) = bounded(self.capacity);
         // One chunk waits between the two threads: enough to keep both busy, and bounded, so a
         // slow store pushes back on the event queue instead of growing memory.
@@ -377,18 +376,6 @@ impl<S: Store> AuditLayerBuilder<S> {
             set_aside: AtomicU64::new(0),
             failure: Mutex::new(None),
         });
-        let mut writer = commit::Writer::new(
-            self.store,
-            Arc::clone(&shared),
-            heads,
-            spare_tx,
-            self.max_batch,
-            commit::Timing {
-                commit_interval: self.commit_interval,
-                seal_interval: self.seal_interval,
-                shutdown_grace: self.shutdown_grace,
-            },
-        );
         let mut intake = intake::Intake::new(
             Arc::clone(&shared),
             spare_rx,
@@ -397,17 +384,48 @@ impl<S: Store> AuditLayerBuilder<S> {
             self.commit_interval,
         );
         let spawn_error = |e: std::io::Error| StoreError::Config(format!("cannot start the audit writer threads: {e}"));
+        // The store is used on the writer thread only, its opening of the chains included:
+        // a store whose client must not run on the caller's thread (PostgreSQL's synchronous
+        // client inside an async runtime) then works however the caller runs.
+        let (opened_tx, opened_rx) = bounded::<Result<(), StoreError>>(1);
+        let mut store = self.store;
+        let writer_shared = Arc::clone(&shared);
+        let (max_batch, timing) = (
+            self.max_batch,
+            commit::Timing {
+                commit_interval: self.commit_interval,
+                seal_interval: self.seal_interval,
+                shutdown_grace: self.shutdown_grace,
+            },
+        );
         RUNNING_WRITERS.fetch_add(1, Ordering::Relaxed);
         let writer_thread = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || {
-                writer.run(work_rx);
+                match store.heads() {
+                    Ok(heads) => {
+                        let _ = opened_tx.send(Ok(()));
+                        commit::Writer::new(store, writer_shared, heads, spare_tx, max_batch, timing).run(work_rx);
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                    }
+                }
                 RUNNING_WRITERS.fetch_sub(1, Ordering::Relaxed);
             })
             .map_err(|e| {
                 RUNNING_WRITERS.fetch_sub(1, Ordering::Relaxed);
                 spawn_error(e)
             })?;
+        let opened = opened_rx.recv().unwrap_or_else(|_| {
+            Err(StoreError::Config(
+                "the audit writer thread stopped while opening the store".into(),
+            ))
+        });
+        if let Err(e) = opened {
+            let _ = writer_thread.join();
+            return Err(e);
+        }
         // Should this fail, dropping `work_tx` disconnects the writer thread, which then stops.
         let intake_thread = std::thread::Builder::new()
             .name("audit-serialize".into())
