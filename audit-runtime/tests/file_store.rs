@@ -218,3 +218,29 @@ fn seals_that_disagree_are_reported() {
     assert_eq!(damage.location.path, other);
     assert!(damage.detail.contains("disagree"), "{}", damage.detail);
 }
+
+/// An idle writer sealed nothing at shutdown: the stop request arrived while the writer
+/// waited for work, and the same round ended the loop on its stale "not stopping" view, so
+/// Ctrl-C on a quiet service left its chains unsealed (found with the example service).
+#[test]
+fn stopping_an_idle_writer_seals_every_chain() {
+    for stop in ["shutdown", "drop"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (layer, guard) = common::file_layer(dir.path());
+        emit_n(layer.clone(), "acme", 0..2);
+        guard.flush().unwrap();
+        // Longer than the commit interval: the writer goes back to waiting for work.
+        std::thread::sleep(Duration::from_millis(300));
+        match stop {
+            "shutdown" => guard.shutdown().unwrap(),
+            _ => drop(guard),
+        }
+        drop(layer);
+        let report = common::assert_verifies(dir.path());
+        assert_eq!(
+            report.chains.iter().find(|c| c.chain == "acme").unwrap().sealed_through,
+            Some(2),
+            "stopped by {stop}"
+        );
+    }
+}

@@ -220,7 +220,6 @@ impl<S: Store> Writer<S> {
             if taken {
                 last_work = Instant::now();
             }
-
             if self.write_buffers() {
                 written += 1;
             }
@@ -306,6 +305,12 @@ impl<S: Store> Writer<S> {
                 let done = all_synced && !self.is_failing() && self.held_records() == 0;
                 let give_up = stop_deadline.is_some_and(|d| Instant::now() >= d);
                 if done || give_up {
+                    if done && !stopping {
+                        // The stop came with this round's receive (a shutdown request, or the
+                        // queue disconnected while the writer waited), so the seal of a stopping
+                        // writer above did not run: seal now, it is the last chance.
+                        self.seal(&durable);
+                    }
                     if !done {
                         self.abandon();
                     }
