@@ -14,6 +14,7 @@
 //! | `postgres` | `audit::postgres`: the PostgreSQL store, and `postgres://...` locations |
 //! | `diesel-sqlite` | `audit::diesel`: audited diesel inserts, updates and deletes on SQLite |
 //! | `diesel-postgres` | `audit::diesel`: the same on PostgreSQL |
+//! | `diesel-async` | `audit::diesel::AsyncAudited`: the same on diesel-async (`AsyncPgConnection`, plain or pooled by deadpool or bb8) |
 //! | `axum` | `audit::http`: the tower layer opening each request's scope, extractors; `#[audited]` handlers record 4xx/5xx as failures and answer 503 when refused |
 //! | `full` | all of the above |
 //!

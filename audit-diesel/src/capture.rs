@@ -60,20 +60,10 @@ where
     sql.split(" -- binds").next().unwrap_or_default().to_owned()
 }
 
-/// The name of table `T` as the backend renders it, for error messages.
-fn table_name<T: QuerySource, DB>(from: &T::FromClause) -> String
-where
-    T::FromClause: QueryFragment<DB>,
-    DB: diesel::backend::Backend + Default,
-    DB::QueryBuilder: Default,
-{
-    let sql = diesel::debug_query::<DB, _>(from).to_string();
-    let sql = sql.split(" -- binds").next().unwrap_or_default();
-    sql.replace(['"', '`'], "")
-}
-
-type FromOf<T> = <T as QuerySource>::FromClause;
-type Cap<T, W, V, M, C, const K: u8> = Capture<T, FromOf<T>, W, V, M, <C as Connection>::Backend, K>;
+pub(crate) type FromOf<T> = <T as QuerySource>::FromClause;
+/// A capture statement of kind `K` over table `T` for backend `DB` (see [`Capture`]).
+pub(crate) type Stmt<T, W, V, M, DB, const K: u8> = Capture<T, FromOf<T>, W, V, M, DB, K>;
+type Cap<T, W, V, M, C, const K: u8> = Stmt<T, W, V, M, <C as Connection>::Backend, K>;
 
 /// How many rows a capture may touch, and what to call it in errors.
 #[doc(hidden)]
@@ -89,7 +79,25 @@ pub struct Limit {
 }
 
 impl Limit {
-    fn check(&self, matched: usize, table: impl FnOnce() -> String) -> Result<(), Error> {
+    /// The limit of a single-row operation.
+    pub(crate) fn single(operation: &'static str) -> Self {
+        Limit {
+            cap: 1,
+            single: true,
+            operation,
+        }
+    }
+
+    /// The limit of a bulk operation: at most `cap` rows.
+    pub(crate) fn bulk(operation: &'static str, cap: usize) -> Self {
+        Limit {
+            cap,
+            single: false,
+            operation,
+        }
+    }
+
+    pub(crate) fn check(&self, matched: usize, table: impl FnOnce() -> String) -> Result<(), Error> {
         if matched > self.cap {
             let table = table();
             return Err(if self.single {
@@ -113,6 +121,146 @@ impl Limit {
         }
         Ok(())
     }
+}
+
+/// A diesel target (`customers.find(id)`, `customers.filter(...)`, a table) taken apart for
+/// the capture statements, which the sync and the async connections both build from it.
+pub(crate) struct Target<T: QuerySource, W> {
+    table: T,
+    from: T::FromClause,
+    where_clause: W,
+}
+
+impl<T, W> Target<T, W>
+where
+    T: Table + 'static,
+    T::FromClause: Clone,
+    W: Clone,
+{
+    pub fn new<Tg: IntoUpdateTarget<Table = T, WhereClause = W>>(target: Tg) -> Self {
+        let target = target.into_update_target();
+        Target {
+            from: target.table.from_clause(),
+            where_clause: target.where_clause,
+            table: target.table,
+        }
+    }
+
+    /// The table's name as the backend renders it, for error messages.
+    pub fn name<DB>(&self) -> String
+    where
+        T::FromClause: QueryFragment<DB>,
+        DB: diesel::backend::Backend + Default,
+        DB::QueryBuilder: Default,
+    {
+        fragment_sql::<DB, _>(&self.from).replace(['"', '`'], "")
+    }
+
+    /// The statement of kind `K` over this target with changeset `values` (`()` for none),
+    /// selecting model `M`, touching at most `limit.cap` rows.
+    pub fn statement<V, M, DB, const K: u8>(&self, values: V, limit: Limit) -> Stmt<T, W, V, M, DB, K>
+    where
+        M: Selectable<DB>,
+        T::PrimaryKey: QueryFragment<DB>,
+        DB: diesel::backend::Backend + Default + 'static,
+        DB::QueryBuilder: Default,
+    {
+        // Only the statements that join the locked rows back on the primary key name it (the
+        // others skip the lookup, which takes a lock, on SQLite's hot path).
+        let keys = match K {
+            sql::UPDATE_CTE | sql::DELETE_CTE | sql::UPDATE_OUTBOX => sql::primary_key_names::<T, DB>(&self.table),
+            _ => &[],
+        };
+        Capture::new(self.from.clone(), self.where_clause.clone(), values, limit.cap, keys)
+    }
+
+    /// `SELECT count(*)` of at most `cap + 1` rows of this target: why a capture that returned
+    /// no rows changed nothing (none matched, or more than the cap).
+    pub fn count<M, DB>(&self, limit: Limit) -> Stmt<T, W, (), M, DB, { sql::COUNT }>
+    where
+        M: Selectable<DB>,
+        T::PrimaryKey: QueryFragment<DB>,
+        DB: diesel::backend::Backend + Default + 'static,
+        DB::QueryBuilder: Default,
+    {
+        self.statement((), limit)
+    }
+}
+
+/// The probes from which the one-statement outbox plan of model `M` over table `T` is derived
+/// (see [`crate::plan`]), for the sync and the async connections.
+pub(crate) struct Prober<T: QuerySource> {
+    from: T::FromClause,
+    /// The table as `to_regclass` takes it.
+    table: String,
+    columns: Vec<String>,
+}
+
+impl<T> Prober<T>
+where
+    T: Table + Default,
+    T::FromClause: Clone,
+{
+    /// `None` when the model selects anything but plain columns of the table.
+    pub fn new<M, DB>() -> Option<Self>
+    where
+        M: Selectable<DB>,
+        SelectBy<M, DB>: QueryFragment<DB>,
+        T::FromClause: QueryFragment<DB>,
+        DB: diesel::backend::Backend + Default,
+        DB::QueryBuilder: Default,
+    {
+        let from = T::default().from_clause();
+        let table = fragment_sql::<DB, _>(&from);
+        let columns = plan::selected_columns(&fragment_sql::<DB, _>(&M::as_select()), &table)?;
+        Some(Prober { from, table, columns })
+    }
+
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// The model loaded from a synthetic row in which boolean column `true_column` alone is
+    /// true (`""`: none is), with that row's values.
+    pub fn statement<M, DB>(&self, true_column: &str) -> Stmt<T, (), (), M, DB, { sql::PROBE }>
+    where
+        M: Selectable<DB>,
+        DB: diesel::backend::Backend,
+    {
+        Capture::new(self.from.clone(), (), (), 1, &[]).with(Extra::Probe(ProbeParts {
+            columns: self.columns.clone(),
+            table: self.table.clone(),
+            true_column: true_column.to_owned(),
+        }))
+    }
+}
+
+/// A probe's result row: the model, and the synthetic row's values (see [`Prober::statement`]).
+pub(crate) fn probed<M>((model, values): (M, String)) -> Result<Probe<M>, Error> {
+    let values = serde_json::from_str(&values).map_err(|e| Error::Outbox {
+        event_id: String::new(),
+        message: format!("probe values: {e}"),
+    })?;
+    Ok(Probe { model, values })
+}
+
+/// The parts of the one-statement outboxed update (its statement is `UPDATE_OUTBOX`).
+pub(crate) fn outboxed<T, W, V, M, DB>(
+    target: &Target<T, W>,
+    values: V,
+    limit: Limit,
+    parts: OutboxParts,
+) -> Stmt<T, W, V, M, DB, { sql::UPDATE_OUTBOX }>
+where
+    T: Table + 'static,
+    T::FromClause: Clone,
+    T::PrimaryKey: QueryFragment<DB>,
+    W: Clone,
+    M: Selectable<DB>,
+    DB: diesel::backend::Backend + Default + 'static,
+    DB::QueryBuilder: Default,
+{
+    target.statement(values, limit).with(Extra::Outbox(Box::new(parts)))
 }
 
 /// A target (`customers.find(id)`, `customers.filter(...)`, a table) whose rows can be
@@ -176,26 +324,13 @@ where
             return None;
         }
         plan::cached::<M, T>(|| {
-            let table = T::default();
-            let from = table.from_clause();
-            let from_sql = fragment_sql::<C::Backend, _>(&from);
-            let columns = plan::selected_columns(&fragment_sql::<C::Backend, _>(&M::as_select()), &from_sql)?;
+            let prober = Prober::<T>::new::<M, C::Backend>()?;
             // In a savepoint (or its own transaction): a failed probe leaves an enclosing
             // transaction usable. Any failure means "not eligible".
             let probed = conn.transaction(|conn| {
-                plan::derive::<M, Error>(&columns, |true_column| {
-                    let q: Cap<T, (), (), M, C, { sql::PROBE }> =
-                        Capture::new(from.clone(), (), (), 1, &[]).with(Extra::Probe(ProbeParts {
-                            columns: columns.clone(),
-                            table: from_sql.clone(),
-                            true_column: true_column.to_owned(),
-                        }));
-                    let (model, values): (M, String) = q.get_result(conn)?;
-                    let values = serde_json::from_str(&values).map_err(|e| Error::Outbox {
-                        event_id: String::new(),
-                        message: format!("probe values: {e}"),
-                    })?;
-                    Ok(Probe { model, values })
+                plan::derive::<M, Error>(prober.columns(), |true_column| {
+                    let q: Cap<T, (), (), M, C, { sql::PROBE }> = prober.statement(true_column);
+                    probed(q.get_result(conn)?)
                 })
             });
             probed.ok().flatten()
@@ -209,53 +344,38 @@ where
         limit: Limit,
         parts: OutboxParts,
     ) -> Result<Vec<(M, M, String)>, Error> {
-        let target = self.into_update_target();
-        let from = target.table.from_clause();
-        let name = || table_name::<T, C::Backend>(&from);
-        let keys = sql::primary_key_names::<T, C::Backend>(&target.table);
-        let q: Cap<T, W, _, M, C, { sql::UPDATE_OUTBOX }> = Capture::new(
-            from.clone(),
-            target.where_clause.clone(),
-            values.as_changeset(),
-            limit.cap,
-            keys,
-        )
-        .with(Extra::Outbox(Box::new(parts)));
+        let target = Target::new(self);
+        let q: Cap<T, W, _, M, C, { sql::UPDATE_OUTBOX }> = outboxed(&target, values.as_changeset(), limit, parts);
         let rows: Vec<(M, M, String)> = q.load(conn)?;
         if rows.is_empty() {
-            explain_empty::<T, W, M, C>(conn, from.clone(), target.where_clause, limit, &name)?;
+            explain_empty::<T, W, M, C>(conn, &target, limit)?;
         }
         Ok(rows)
     }
 
     fn capture_update(self, conn: &mut C, values: V, limit: Limit) -> Result<Vec<(M, M)>, Error> {
-        let target = self.into_update_target();
-        let from = target.table.from_clause();
-        let name = || table_name::<T, C::Backend>(&from);
+        let target = Target::new(self);
         let changeset = values.as_changeset();
         match C::DIALECT {
             Dialect::Postgres => {
-                let keys = sql::primary_key_names::<T, C::Backend>(&target.table);
-                let q: Cap<T, W, _, M, C, { sql::UPDATE_CTE }> =
-                    Capture::new(from.clone(), target.where_clause.clone(), changeset, limit.cap, keys);
+                let q: Cap<T, W, _, M, C, { sql::UPDATE_CTE }> = target.statement(changeset, limit);
                 let pairs: Vec<(M, M)> = q.load(conn)?;
                 if pairs.is_empty() {
-                    explain_empty::<T, W, M, C>(conn, from.clone(), target.where_clause, limit, &name)?;
+                    explain_empty::<T, W, M, C>(conn, &target, limit)?;
                 }
                 Ok(pairs)
             }
             Dialect::Sqlite => {
                 // Inside BEGIN IMMEDIATE (the caller's job): no writer can come between the
                 // read and the update, so both see the same rows.
-                let before = read_before::<T, W, M, C>(conn, from.clone(), target.where_clause.clone(), limit)?;
-                limit.check(before.len(), name)?;
+                let before = read_before::<T, W, M, C>(conn, &target, limit)?;
+                limit.check(before.len(), || target.name::<C::Backend>())?;
                 if before.is_empty() {
                     return Ok(Vec::new());
                 }
-                let q: Cap<T, W, _, M, C, { sql::UPDATE_RETURNING }> =
-                    Capture::new(from.clone(), target.where_clause, changeset, limit.cap, &[]);
+                let q: Cap<T, W, _, M, C, { sql::UPDATE_RETURNING }> = target.statement(changeset, limit);
                 let after: Vec<M> = q.load(conn)?;
-                pair(before, after, name)
+                pair(before, after, || target.name::<C::Backend>())
             }
         }
     }
@@ -264,19 +384,19 @@ where
 /// SQLite: the before-images, at most `cap + 1` of them (enough to see the cap exceeded).
 /// The statement has no `LIMIT` (see [`Capture`]): reading stops there and the statement is
 /// reset when the iterator is dropped.
-fn read_before<'q, T, W, M, C>(
-    conn: &mut C,
-    from: T::FromClause,
-    where_clause: W,
-    limit: Limit,
-) -> Result<Vec<M>, Error>
+fn read_before<'q, T, W, M, C>(conn: &mut C, target: &Target<T, W>, limit: Limit) -> Result<Vec<M>, Error>
 where
     C: AuditConnection,
-    T: Table,
+    C::Backend: Default + 'static,
+    <C::Backend as diesel::backend::Backend>::QueryBuilder: Default,
+    T: Table + 'static,
+    T::FromClause: Clone,
+    T::PrimaryKey: QueryFragment<C::Backend>,
+    W: Clone,
     M: Selectable<C::Backend>,
     Cap<T, W, (), M, C, { sql::SELECT }>: LoadQuery<'q, C, M>,
 {
-    let q: Cap<T, W, (), M, C, { sql::SELECT }> = Capture::new(from, where_clause, (), limit.cap, &[]);
+    let q: Cap<T, W, (), M, C, { sql::SELECT }> = target.statement((), limit);
     let most = limit.cap.saturating_add(1);
     let mut rows = Vec::with_capacity(most.min(64));
     for row in q.load_iter::<M, diesel::connection::DefaultLoadingMode>(conn)? {
@@ -288,22 +408,22 @@ where
     Ok(rows)
 }
 
-fn explain_empty<'q, T, W, M, C>(
-    conn: &mut C,
-    from: T::FromClause,
-    where_clause: W,
-    limit: Limit,
-    name: &dyn Fn() -> String,
-) -> Result<(), Error>
+/// Why a capture returned no rows: an error when none matched a single-row operation, or more
+/// than the cap matched.
+fn explain_empty<'q, T, W, M, C>(conn: &mut C, target: &Target<T, W>, limit: Limit) -> Result<(), Error>
 where
     C: AuditConnection,
-    T: Table,
+    C::Backend: Default + 'static,
+    <C::Backend as diesel::backend::Backend>::QueryBuilder: Default,
+    T: Table + 'static,
+    T::FromClause: QueryFragment<C::Backend> + Clone,
+    T::PrimaryKey: QueryFragment<C::Backend>,
+    W: Clone,
     M: Selectable<C::Backend>,
     Cap<T, W, (), M, C, { sql::COUNT }>: LoadQuery<'q, C, i64>,
 {
-    let q: Cap<T, W, (), M, C, { sql::COUNT }> = Capture::new(from, where_clause, (), limit.cap, &[]);
-    let n: i64 = q.get_result(conn)?;
-    limit.check(n.max(0) as usize, name)
+    let n: i64 = target.count::<M, C::Backend>(limit).get_result(conn)?;
+    limit.check(n.max(0) as usize, || target.name::<C::Backend>())
 }
 
 /// Pairs before- and after-images by resource id (one of each needs no id).
@@ -341,28 +461,23 @@ where
     Cap<T, W, (), M, C, { sql::COUNT }>: LoadQuery<'q, C, i64>,
 {
     fn capture_delete(self, conn: &mut C, limit: Limit) -> Result<Vec<M>, Error> {
-        let target = self.into_update_target();
-        let from = target.table.from_clause();
-        let name = || table_name::<T, C::Backend>(&from);
+        let target = Target::new(self);
         match C::DIALECT {
             Dialect::Postgres => {
-                let keys = sql::primary_key_names::<T, C::Backend>(&target.table);
-                let q: Cap<T, W, (), M, C, { sql::DELETE_CTE }> =
-                    Capture::new(from.clone(), target.where_clause.clone(), (), limit.cap, keys);
+                let q: Cap<T, W, (), M, C, { sql::DELETE_CTE }> = target.statement((), limit);
                 let rows: Vec<M> = q.load(conn)?;
                 if rows.is_empty() {
-                    explain_empty::<T, W, M, C>(conn, from.clone(), target.where_clause, limit, &name)?;
+                    explain_empty::<T, W, M, C>(conn, &target, limit)?;
                 }
                 Ok(rows)
             }
             Dialect::Sqlite => {
-                let before = read_before::<T, W, M, C>(conn, from.clone(), target.where_clause.clone(), limit)?;
-                limit.check(before.len(), name)?;
+                let before = read_before::<T, W, M, C>(conn, &target, limit)?;
+                limit.check(before.len(), || target.name::<C::Backend>())?;
                 if before.is_empty() {
                     return Ok(Vec::new());
                 }
-                let q: Cap<T, W, (), M, C, { sql::DELETE_RETURNING }> =
-                    Capture::new(from.clone(), target.where_clause, (), limit.cap, &[]);
+                let q: Cap<T, W, (), M, C, { sql::DELETE_RETURNING }> = target.statement((), limit);
                 Ok(q.load(conn)?)
             }
         }
@@ -399,7 +514,7 @@ mod sqlite {
     use diesel::prelude::*;
 
     use super::*;
-    use crate::outbox::audit_outbox;
+    use crate::outbox;
 
     impl AuditConnection for diesel::SqliteConnection {
         const DIALECT: Dialect = Dialect::Sqlite;
@@ -413,42 +528,24 @@ mod sqlite {
         }
 
         fn create_outbox(&mut self) -> QueryResult<()> {
-            diesel::sql_query(
-                "CREATE TABLE IF NOT EXISTS audit_outbox (\
-                 seq INTEGER PRIMARY KEY AUTOINCREMENT, \
-                 event_id TEXT NOT NULL UNIQUE, \
-                 event TEXT NOT NULL)",
-            )
-            .execute(self)
-            .map(drop)
+            diesel::sql_query(outbox::CREATE_SQLITE).execute(self).map(drop)
         }
 
         fn outbox_insert(&mut self, rows: &[OutboxRow]) -> QueryResult<()> {
-            for row in rows {
-                diesel::insert_into(audit_outbox::table)
-                    .values((
-                        audit_outbox::event_id.eq(&row.event_id),
-                        audit_outbox::event.eq(&row.event),
-                    ))
+            for row in outbox::values(rows) {
+                diesel::insert_into(outbox::audit_outbox::table)
+                    .values(row)
                     .execute(self)?;
             }
             Ok(())
         }
 
         fn outbox_fetch(&mut self, limit: i64) -> QueryResult<Vec<(i64, OutboxRow)>> {
-            let rows: Vec<(i64, String, String)> = audit_outbox::table
-                .select((audit_outbox::seq, audit_outbox::event_id, audit_outbox::event))
-                .order(audit_outbox::seq)
-                .limit(limit)
-                .load(self)?;
-            Ok(rows
-                .into_iter()
-                .map(|(s, event_id, event)| (s, OutboxRow { event_id, event }))
-                .collect())
+            Ok(outbox::loaded(outbox::oldest(limit).load(self)?))
         }
 
         fn outbox_delete(&mut self, seqs: &[i64]) -> QueryResult<usize> {
-            diesel::delete(audit_outbox::table.filter(audit_outbox::seq.eq_any(seqs))).execute(self)
+            outbox::delivered(seqs).execute(self)
         }
     }
 }
@@ -458,7 +555,7 @@ mod postgres {
     use diesel::prelude::*;
 
     use super::*;
-    use crate::outbox::audit_outbox;
+    use crate::outbox;
 
     impl AuditConnection for diesel::PgConnection {
         const DIALECT: Dialect = Dialect::Postgres;
@@ -472,28 +569,12 @@ mod postgres {
         }
 
         fn create_outbox(&mut self) -> QueryResult<()> {
-            diesel::sql_query(
-                "CREATE TABLE IF NOT EXISTS audit_outbox (\
-                 seq BIGSERIAL PRIMARY KEY, \
-                 event_id TEXT NOT NULL UNIQUE, \
-                 event TEXT NOT NULL)",
-            )
-            .execute(self)
-            .map(drop)
+            diesel::sql_query(outbox::CREATE_POSTGRES).execute(self).map(drop)
         }
 
         fn outbox_insert(&mut self, rows: &[OutboxRow]) -> QueryResult<()> {
-            let values: Vec<_> = rows
-                .iter()
-                .map(|row| {
-                    (
-                        audit_outbox::event_id.eq(&row.event_id),
-                        audit_outbox::event.eq(&row.event),
-                    )
-                })
-                .collect();
-            diesel::insert_into(audit_outbox::table)
-                .values(&values)
+            diesel::insert_into(outbox::audit_outbox::table)
+                .values(outbox::values(rows))
                 .execute(self)
                 .map(drop)
         }
@@ -501,21 +582,12 @@ mod postgres {
         fn outbox_fetch(&mut self, limit: i64) -> QueryResult<Vec<(i64, OutboxRow)>> {
             // SKIP LOCKED: a second relay on the same outbox takes other rows instead of
             // delivering these twice.
-            let rows: Vec<(i64, String, String)> = audit_outbox::table
-                .select((audit_outbox::seq, audit_outbox::event_id, audit_outbox::event))
-                .order(audit_outbox::seq)
-                .limit(limit)
-                .for_update()
-                .skip_locked()
-                .load(self)?;
-            Ok(rows
-                .into_iter()
-                .map(|(s, event_id, event)| (s, OutboxRow { event_id, event }))
-                .collect())
+            let rows = outbox::oldest(limit).for_update().skip_locked().load(self)?;
+            Ok(outbox::loaded(rows))
         }
 
         fn outbox_delete(&mut self, seqs: &[i64]) -> QueryResult<usize> {
-            diesel::delete(audit_outbox::table.filter(audit_outbox::seq.eq_any(seqs))).execute(self)
+            outbox::delivered(seqs).execute(self)
         }
     }
 }

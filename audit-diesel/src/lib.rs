@@ -1,6 +1,7 @@
 //! Diesel integration of the audit toolkit: the before and after state of every insert, update
 //! and delete, captured in the same transaction as the change, redacted by the model, and
-//! released to the audit log only when the transaction commits.
+//! released to the audit log only when the transaction commits. For diesel's connections and
+//! for diesel-async's (see [diesel-async](#diesel-async)).
 //!
 //! ```
 //! use audit::AuditModel;
@@ -201,19 +202,94 @@
 //!
 //! The ambient [`AuditScope`](audit_runtime::AuditScope) (actor, tenant, request context) is
 //! captured when the operation runs, as for `#[audited]`.
+//!
+//! # diesel-async
+//!
+//! With the feature `async` (on by default; `diesel-async` in the facade), the same
+//! operations, options and rules work on diesel-async's `AsyncPgConnection`, plain or pooled by
+//! deadpool or bb8 ([`AsyncAuditedExt::audited`], [`AsyncAudited`]): the operations are awaited,
+//! [`AsyncAudited::transaction`] takes an async closure, and every future is `Send`, so they run
+//! in tokio tasks and axum handlers. Inside an async `#[audited]` fn, a change is the call's as
+//! above (the call is entered on every poll of its body, so the change is offered in the poll
+//! that sees its commit complete). The outbox has [`Relay::run_once_async`] and
+//! [`Relay::drain_async`].
+//!
+//! ```no_run
+//! use audit::AuditModel;
+//! use audit_diesel::AsyncAuditedExt;
+//! use diesel::prelude::*;
+//! use diesel_async::AsyncPgConnection;
+//! use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+//! use diesel_async::pooled_connection::deadpool::Pool;
+//!
+//! diesel::table! {
+//!     customers (id) {
+//!         id -> BigInt,
+//!         plan -> Text,
+//!         card_number -> Text,
+//!     }
+//! }
+//!
+//! #[derive(Queryable, Selectable, AuditModel)]
+//! #[diesel(table_name = customers)]
+//! #[audit(resource = "customer")]
+//! struct Customer {
+//!     id: i64,
+//!     plan: String,
+//!     #[audit(redact)]
+//!     card_number: String,
+//! }
+//!
+//! type Error = Box<dyn std::error::Error + Send + Sync>;
+//!
+//! // One record per call: the call's `billing.update`, with the before, after and changed
+//! // fields of the update it committed; none if the transaction rolled back.
+//! #[audit::audited(action = "billing.update", resource = "customer", id = id)]
+//! async fn upgrade(pool: &Pool<AsyncPgConnection>, id: i64) -> Result<(), Error> {
+//!     let mut conn = pool.get().await?;
+//!     conn.audited()
+//!         .transaction(async |tx| {
+//!             let change = tx
+//!                 .update::<Customer, _, _>(customers::table.find(id), customers::plan.eq("pro"))
+//!                 .await?;
+//!             if change.before.plan == "enterprise" {
+//!                 return Err("no downgrade from enterprise".into()); // rolls back: no change recorded
+//!             }
+//!             Ok::<_, Error>(())
+//!         })
+//!         .await
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Error> {
+//!     let manager = AsyncDieselConnectionManager::new("postgres://localhost/app");
+//!     let pool = Pool::builder(manager).build()?;
+//!     upgrade(&pool, 1).await
+//! }
+//! ```
 
 mod action;
+#[cfg(feature = "async")]
+mod async_audited;
+#[cfg(feature = "async")]
+mod async_capture;
 mod audited;
 mod capture;
 mod error;
+mod ops;
 pub mod outbox;
 mod plan;
 mod sql;
 
 pub use action::EventAction;
-pub use audited::{Audited, Change, DEFAULT_MAX_ROWS, Snapshots, WithAction};
+#[cfg(feature = "async")]
+pub use async_audited::{AsyncAudited, AsyncAuditedExt, AsyncTransactionFn, AsyncWithAction};
+#[cfg(feature = "async")]
+pub use async_capture::{AsyncAuditConnection, AsyncDeleteTarget, AsyncInsertValues, AsyncUpdateTarget};
+pub use audited::{Audited, WithAction};
 pub use capture::{AuditConnection, DeleteTarget, InsertValues, Limit, UpdateTarget};
 pub use error::Error;
+pub use ops::{Change, DEFAULT_MAX_ROWS, Snapshots};
 pub use outbox::Relay;
 pub use sql::{AuditBackend, Dialect};
 

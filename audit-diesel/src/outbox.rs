@@ -53,6 +53,7 @@ use audit_runtime::query::{Indexed, Query, RecordSource};
 use audit_runtime::{
     Actor, AuditEvent, AuditScope, Category, Changes, Context, FailureMode, Resource, Timestamp, WriterGuard,
 };
+use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -79,6 +80,59 @@ diesel::table! {
 pub struct OutboxRow {
     pub event_id: String,
     pub event: String,
+}
+
+/// The outbox table on PostgreSQL (`seq` in commit order, for the relay).
+#[cfg(any(feature = "postgres", feature = "async"))]
+pub(crate) const CREATE_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS audit_outbox (\
+     seq BIGSERIAL PRIMARY KEY, \
+     event_id TEXT NOT NULL UNIQUE, \
+     event TEXT NOT NULL)";
+
+/// The outbox table on SQLite.
+#[cfg(feature = "sqlite")]
+pub(crate) const CREATE_SQLITE: &str = "CREATE TABLE IF NOT EXISTS audit_outbox (\
+     seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+     event_id TEXT NOT NULL UNIQUE, \
+     event TEXT NOT NULL)";
+
+/// The oldest `limit` rows of the outbox, in commit order.
+#[diesel::dsl::auto_type(no_type_alias)]
+pub(crate) fn oldest(limit: i64) -> _ {
+    audit_outbox::table
+        .select((audit_outbox::seq, audit_outbox::event_id, audit_outbox::event))
+        .order(audit_outbox::seq)
+        .limit(limit)
+}
+
+/// The columns of rows to insert into the outbox.
+pub(crate) fn values(rows: &[OutboxRow]) -> Vec<OutboxValues<'_>> {
+    rows.iter()
+        .map(|row| {
+            (
+                audit_outbox::event_id.eq(row.event_id.as_str()),
+                audit_outbox::event.eq(row.event.as_str()),
+            )
+        })
+        .collect()
+}
+
+pub(crate) type OutboxValues<'a> = (
+    diesel::dsl::Eq<audit_outbox::event_id, &'a str>,
+    diesel::dsl::Eq<audit_outbox::event, &'a str>,
+);
+
+/// Outbox rows as loaded by [`oldest`].
+pub(crate) fn loaded(rows: Vec<(i64, String, String)>) -> Vec<(i64, OutboxRow)> {
+    rows.into_iter()
+        .map(|(seq, event_id, event)| (seq, OutboxRow { event_id, event }))
+        .collect()
+}
+
+/// The delivered rows, to delete.
+#[diesel::dsl::auto_type(no_type_alias)]
+pub(crate) fn delivered<'a>(seqs: &'a [i64]) -> _ {
+    diesel::dsl::delete(audit_outbox::table.filter(audit_outbox::seq.eq_any(seqs)))
 }
 
 /// An event as the outbox keeps it: everything the writer needs, the ambient scope resolved.
@@ -386,8 +440,26 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
+        let seqs = self.emit(&rows, guard, store)?;
+        conn.outbox_delete(&seqs)?;
+        // Still uncertain until the deletion commits (PostgreSQL commits after this returns).
+        if C::DIALECT == Dialect::Sqlite {
+            self.settle();
+        }
+        Ok(seqs.len())
+    }
+
+    /// Hands the events of `rows` to the writer, skipping those the store holds already, and
+    /// waits until they are durable; returns the rows' `seq`s, to delete. The same for the sync
+    /// and the async connections: only fetching and deleting the rows differ.
+    pub(crate) fn emit(
+        &mut self,
+        rows: &[(i64, OutboxRow)],
+        guard: &WriterGuard,
+        store: &mut dyn RecordSource,
+    ) -> Result<Vec<i64>, Error> {
         let mut events = Vec::with_capacity(rows.len());
-        for (_, row) in &rows {
+        for (_, row) in rows {
             events.push(decode(&row.event_id, &row.event)?);
         }
         let delivered = if self.uncertain {
@@ -409,17 +481,17 @@ impl Relay {
             println!("relay flushed");
             std::thread::sleep(pause);
         }
-        let seqs: Vec<i64> = rows.iter().map(|(seq, _)| *seq).collect();
-        conn.outbox_delete(&seqs)?;
-        // Still uncertain until the deletion commits (PostgreSQL commits after this returns).
-        if C::DIALECT == Dialect::Sqlite {
-            self.uncertain = false;
-        }
-        Ok(seqs.len())
+        Ok(rows.iter().map(|(seq, _)| *seq).collect())
+    }
+
+    /// The most rows one run takes.
+    #[cfg(feature = "async")]
+    pub(crate) fn batch(&self) -> i64 {
+        self.batch
     }
 
     /// Marks the last delivery as complete (its deletion committed).
-    fn settle(&mut self) {
+    pub(crate) fn settle(&mut self) {
         self.uncertain = false;
     }
 }

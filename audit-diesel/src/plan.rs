@@ -108,27 +108,40 @@ pub(crate) struct Probe<M> {
 /// `json_build_object` takes at most 100 arguments: 50 members.
 const MAX_ENTRIES: usize = 50;
 
+type PlanCache = Mutex<HashMap<TypeId, Option<&'static SnapshotPlan>>>;
+
+fn plans() -> std::sync::MutexGuard<'static, HashMap<TypeId, Option<&'static SnapshotPlan>>> {
+    static CACHE: OnceLock<PlanCache> = OnceLock::new();
+    CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// The plan of `(M, T)` if it was derived already: `Some(None)` when the model is not
+/// eligible (for good) or its plan was disabled, `None` when it is still to be probed.
+pub(crate) fn lookup<M: 'static, T: 'static>() -> Option<Option<&'static SnapshotPlan>> {
+    let hit = plans().get(&TypeId::of::<(M, T)>()).copied();
+    hit.map(|plan| plan.filter(|p| p.usable()))
+}
+
+/// Keeps the plan derived for `(M, T)` (`None`: not eligible) and returns the one in force:
+/// the first one stored wins, when two connections probed at once.
+pub(crate) fn store<M: 'static, T: 'static>(built: Option<SnapshotPlan>) -> Option<&'static SnapshotPlan> {
+    let built: Option<&'static SnapshotPlan> = built.map(|p| &*Box::leak(Box::new(p)));
+    let plan = *plans().entry(TypeId::of::<(M, T)>()).or_insert(built);
+    plan.filter(|p| p.usable())
+}
+
 /// The plan of `(M, T)`, built by `build` the first time (`None`: not eligible, for good).
 pub(crate) fn cached<M: 'static, T: 'static>(
     build: impl FnOnce() -> Option<SnapshotPlan>,
 ) -> Option<&'static SnapshotPlan> {
-    static CACHE: OnceLock<Mutex<HashMap<TypeId, Option<&'static SnapshotPlan>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let key = TypeId::of::<(M, T)>();
-    let hit = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).copied();
-    let plan = match hit {
+    match lookup::<M, T>() {
         Some(plan) => plan,
-        None => {
-            // Built without the lock (it queries the database); the first one stored wins.
-            let built: Option<&'static SnapshotPlan> = build().map(|p| &*Box::leak(Box::new(p)));
-            *cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(key)
-                .or_insert(built)
-        }
-    };
-    plan.filter(|p| p.usable())
+        // Built without the lock (it queries the database).
+        None => store::<M, T>(build()),
+    }
 }
 
 /// Derives the plan from probes of the selected `columns`: `probe(name)` loads the model
@@ -138,26 +151,38 @@ pub(crate) fn derive<M: AuditModel, E>(
     mut probe: impl FnMut(&str) -> Result<Probe<M>, E>,
 ) -> Result<Option<SnapshotPlan>, E> {
     let first = probe("")?;
+    let Some(bools) = boolean_columns(columns, &first) else {
+        return Ok(None);
+    };
+    let mut probes = vec![first];
+    for column in &bools {
+        probes.push(probe(column)?);
+    }
+    Ok(from_probes(columns, &probes))
+}
+
+/// The boolean columns among `columns`, from the first probe (`probe("")`): each needs a probe
+/// of its own in which it alone is true. `None` when the selection cannot be eligible (a
+/// column selected twice, or of a type the probe does not cover).
+pub(crate) fn boolean_columns<M>(columns: &[String], first: &Probe<M>) -> Option<Vec<String>> {
     let mut bools = Vec::new();
     for (i, column) in columns.iter().enumerate() {
         if columns[..i].contains(column) {
-            return Ok(None);
+            return None;
         }
         match first.values.get(column) {
             Some(Value::Bool(_)) => bools.push(column.clone()),
             Some(Value::Number(_) | Value::String(_)) => {}
             // NULL: a type the probe does not cover.
-            _ => return Ok(None),
+            _ => return None,
         }
     }
-    let mut probes = vec![first];
-    for column in &bools {
-        probes.push(probe(column)?);
-    }
-    Ok(plan_from(columns, &probes))
+    Some(bools)
 }
 
-fn plan_from<M: AuditModel>(columns: &[String], probes: &[Probe<M>]) -> Option<SnapshotPlan> {
+/// The plan the probes prove (the first probe, then one per boolean column, in the order of
+/// [`boolean_columns`]), or `None`.
+pub(crate) fn from_probes<M: AuditModel>(columns: &[String], probes: &[Probe<M>]) -> Option<SnapshotPlan> {
     let mut snapshots = Vec::with_capacity(probes.len());
     for p in probes {
         let Value::Object(map) = p.model.audit_snapshot() else {

@@ -31,7 +31,7 @@ pub trait AuditBackend: Backend {
     const DIALECT: Dialect;
 }
 
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "async"))]
 impl AuditBackend for diesel::pg::Pg {
     const DIALECT: Dialect = Dialect::Postgres;
 }

@@ -6,6 +6,7 @@
 fn ui() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/missing_delete_action.rs");
+    t.compile_fail("tests/ui/missing_update_action_async.rs");
     // A pass case makes trybuild build (not only check), which the error above needs.
     t.pass("tests/ui/explicit_delete_action.rs");
 }

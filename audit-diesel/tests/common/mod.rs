@@ -170,6 +170,24 @@ impl PgDb {
     }
 }
 
+impl PgDb {
+    /// The URL of this database with the schema as every connection's search path (a
+    /// connection option tokio-postgres passes to the server), for diesel-async connections
+    /// and pools, which open connections themselves.
+    pub fn async_url(&self) -> String {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-c%20search_path%3D{}", self.url, self.schema)
+    }
+
+    /// A diesel-async connection whose search path is this schema.
+    pub async fn connect_async(&self) -> diesel_async::AsyncPgConnection {
+        use diesel_async::AsyncConnection;
+        diesel_async::AsyncPgConnection::establish(&self.async_url())
+            .await
+            .unwrap()
+    }
+}
+
 impl Drop for PgDb {
     fn drop(&mut self) {
         if let Ok(mut conn) = PgConnection::establish(&self.url) {
