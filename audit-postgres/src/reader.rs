@@ -149,7 +149,8 @@ impl RecordSource for PgStore {
         let this = &mut *self;
         // Along a chain time never decreases, so (ts, seq) order is seq order and the primary
         // key serves it; a record whose time was edited shows up out of place for verify.
-        let fetch = move |after: Option<&Cursor>, n: usize| match after {
+        let fetch = move |after: Option<&Cursor>, n: usize| {
+            match after {
             None => this.fetch(
                 &format!(
                     "SELECT chain, seq, ts, prev_hash, hash, line FROM \"{schema}\".audit_records
@@ -166,6 +167,7 @@ impl RecordSource for PgStore {
                 ),
                 &[&chain, &to_datetime(c.timestamp), &(c.seq as i64), &(n as i64)],
             ),
+        }
         };
         Ok(Box::new(Paged::new(fetch, None, None, PAGE)))
     }

@@ -325,7 +325,10 @@ fn check_longest(admin: &mut Client, schema: &str, store: &mut PgStore) {
     expected.sort();
     expected.dedup();
     assert_eq!(chains, expected);
-    assert!(chains.iter().all(|c| c.len() > 4096 && c.contains("…[truncated ")), "cut to the limit");
+    assert!(
+        chains.iter().all(|c| c.len() > 4096 && c.contains("…[truncated ")),
+        "cut to the limit"
+    );
     for r in &records {
         let ix = Indexed::from_line(&r.line).unwrap();
         let mut ids = |q: &Query| -> Vec<uuid::Uuid> {
@@ -347,7 +350,10 @@ fn check_longest(admin: &mut Client, schema: &str, store: &mut PgStore) {
                 .between(r.timestamp, Timestamp::from_unix_micros(r.timestamp.unix_micros() + 1))),
             [ix.id]
         );
-        assert_eq!(store.chain_records(&r.chain, r.seq - 1).unwrap().count() as u64, 5 - r.seq);
+        assert_eq!(
+            store.chain_records(&r.chain, r.seq - 1).unwrap().count() as u64,
+            5 - r.seq
+        );
     }
     let report = verify_source(store, &Default::default()).unwrap();
     assert!(report.is_ok(), "{:#?}", report.damages().collect::<Vec<_>>());
